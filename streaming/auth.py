@@ -1,0 +1,103 @@
+"""Who is asking: a personal API token (`Authorization: Bearer`) or a session."""
+
+import functools
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.views.decorators.csrf import csrf_exempt
+
+from streaming.models import ApiToken
+
+View = Callable[..., Awaitable[HttpResponse]]
+
+
+def error(status: int, code: str, message: str, **extra: object) -> JsonResponse:
+    return JsonResponse({"error": code, "message": message, **extra}, status=status)
+
+
+async def _token_user(request: HttpRequest) -> AbstractBaseUser | None | bool:
+    """The token's user; None without a bearer token; False for a bad one."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, raw = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = (
+        await ApiToken.objects.select_related("user")
+        .filter(key_hash=ApiToken.hash(raw.strip()), revoked_at__isnull=True)
+        .afirst()
+    )
+    if token is None or not token.user.is_active:
+        return False
+    await token.atouch()
+    return token.user
+
+
+def api_auth(*, same_origin_session: bool = False) -> Callable[[View], View]:
+    """Require a token or a session; answer 401 JSON (never a login redirect).
+
+    Session requests that change state must pass Django's CSRF check; token requests
+    are exempt, since a browser never attaches a token on its own. With
+    `same_origin_session`, a session is accepted on a GET only from our own pages,
+    because that GET starts a paid generation.
+    """
+
+    def decorate(view: View) -> View:
+        @csrf_exempt
+        @functools.wraps(view)
+        async def wrapper(request: HttpRequest, *args: object, **kwargs: object):
+            user = await _token_user(request)
+            if user is False:
+                return error(
+                    401, "unauthorized", "The API token is invalid or revoked."
+                )
+            if user is None:
+                user = await request.auser()
+                if not user.is_authenticated:
+                    return error(
+                        401,
+                        "unauthorized",
+                        "Log in or send 'Authorization: Bearer <token>'.",
+                    )
+                if refusal := _refuse_session(request, same_origin_session):
+                    return refusal
+            request.user = user
+            return await view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def _refuse_session(
+    request: HttpRequest, same_origin_only: bool
+) -> HttpResponse | None:
+    if request.method not in ("GET", "HEAD", "OPTIONS", "TRACE"):
+        reason = CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})
+        if reason is not None:
+            return error(
+                403, "csrf", "CSRF check failed; reload the page and try again."
+            )
+    elif same_origin_only and not _is_same_origin(request):
+        return error(
+            403,
+            "cross_site",
+            "This request did not come from our own pages. Programs must send a "
+            "personal API token: 'Authorization: Bearer <token>'.",
+        )
+    return None
+
+
+def _is_same_origin(request: HttpRequest) -> bool:
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site == "same-origin"
+    source = request.headers.get("Origin") or request.headers.get("Referer")
+    if not source:
+        return False
+    parts = urlsplit(source)
+    return (
+        f"{parts.scheme}://{parts.netloc}" == f"{request.scheme}://{request.get_host()}"
+    )

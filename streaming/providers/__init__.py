@@ -1,0 +1,170 @@
+"""LLM providers behind one interface, chosen by name.
+
+A provider's `stream(messages, *, model, max_tokens)` is an async iterator of
+`TextDelta` and at most one `Usage`, ending normally only when the provider sent its
+terminator. Failures are raised as one of the `ProviderError` subclasses below, whose
+`message` is written for the user: no SDK text, URL or key ever reaches it.
+Closing the iterator (or cancelling the task that runs it) closes the upstream
+HTTP connection.
+"""
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Protocol, TypedDict
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+
+class Message(TypedDict):
+    role: str  # "user" or "assistant"
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int | None
+    output_tokens: int | None
+
+
+class ProviderError(Exception):
+    code = "provider_error"
+    retryable = False
+    message = "The model provider failed."
+
+    def __init__(self, message: str | None = None, *, retry_after: float | None = None):
+        super().__init__(message or self.message)
+        self.message = message or self.message
+        self.retry_after = retry_after
+
+
+class RateLimited(ProviderError):
+    code = "rate_limited"
+    retryable = True
+    message = "The model provider is rate limiting requests; try again shortly."
+
+
+class BadRequest(ProviderError):
+    code = "bad_request"
+    message = "The model provider rejected the request."
+
+
+class AuthenticationFailed(ProviderError):
+    code = "auth"
+    message = (
+        "The model provider refused our credentials; an administrator must fix them."
+    )
+
+
+class Unavailable(ProviderError):
+    code = "unavailable"
+    retryable = True
+    message = "The model provider is unavailable; try again shortly."
+
+
+class Timeout(ProviderError):
+    code = "timeout"
+    retryable = True
+    message = "The model provider stopped sending data."
+
+
+class Incomplete(ProviderError):
+    code = "incomplete"
+    retryable = True
+    message = "The model provider ended the answer before it was complete."
+
+
+class BadUpstream(ProviderError):
+    code = "bad_upstream"
+    retryable = True
+    message = "The model provider sent data we could not read."
+
+
+class Provider(Protocol):
+    name: str
+    label: str
+    models: list[str]
+    default_model: str
+
+    def stream(
+        self, messages: list[Message], *, model: str, max_tokens: int
+    ) -> AsyncIterator[TextDelta | Usage]: ...
+
+
+class PerLoop:
+    """One SDK client per event loop: a client's pooled connections belong to one loop."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if loop not in self._clients:
+            self._clients[loop] = self._make()
+        return self._clients[loop]
+
+
+def error_for_status(status: int, headers: Mapping[str, str]) -> ProviderError:
+    """The project error for an HTTP error status from a provider."""
+    if status in (401, 403):
+        return AuthenticationFailed()
+    if status == 429:
+        return RateLimited(retry_after=_retry_after(headers))
+    if status in (400, 404, 413, 422):
+        return BadRequest()
+    return Unavailable(retry_after=_retry_after(headers))
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    try:
+        if "retry-after-ms" in headers:
+            return float(headers["retry-after-ms"]) / 1000
+        if "retry-after" in headers:
+            return float(headers["retry-after"])
+    except ValueError:
+        pass
+    return None
+
+
+@cache
+def configured() -> dict[str, Provider]:
+    """The providers this deployment offers, by name, in preference order."""
+    from streaming.providers import anthropic, demo, openai
+
+    found: dict[str, Provider] = {}
+    if settings.OPENAI_API_KEY:
+        found["openai"] = openai.OpenAIProvider()
+    if settings.ANTHROPIC_API_KEY:
+        found["anthropic"] = anthropic.AnthropicProvider()
+    if settings.DEMO_PROVIDER or not found:
+        found["demo"] = demo.DemoProvider()
+    return found
+
+
+def default_name() -> str:
+    name = settings.DEFAULT_PROVIDER or next(iter(configured()))
+    if name not in configured():
+        raise ImproperlyConfigured(f"DEFAULT_PROVIDER {name!r} is not configured.")
+    return name
+
+
+def get(name: str) -> Provider | None:
+    return configured().get(name)
+
+
+@receiver(setting_changed)
+def _forget_configured(**kwargs: object) -> None:
+    configured.cache_clear()

@@ -1,0 +1,107 @@
+"""Anthropic messages streaming (ANTHROPIC_BASE_URL for a compatible server)."""
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anthropic
+import httpx2
+from django.conf import settings
+
+from streaming.providers import (
+    BadUpstream,
+    Incomplete,
+    Message,
+    PerLoop,
+    ProviderError,
+    TextDelta,
+    Timeout,
+    Unavailable,
+    Usage,
+    error_for_status,
+    wire,
+)
+
+# Anthropic's error types inside a stream, as the HTTP status they stand for.
+_STREAM_ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 529,
+}
+
+
+class AnthropicProvider:
+    name = "anthropic"
+    label = "Anthropic"
+
+    def __init__(self) -> None:
+        self.models = settings.ANTHROPIC_MODELS
+        self.default_model = settings.ANTHROPIC_MODEL
+        self._clients = PerLoop(
+            lambda: anthropic.AsyncAnthropic(
+                api_key=settings.ANTHROPIC_API_KEY,
+                base_url=settings.ANTHROPIC_BASE_URL,
+                max_retries=settings.PROVIDER_MAX_RETRIES,
+                timeout=anthropic.Timeout(
+                    settings.PROVIDER_STALL_TIMEOUT_SECONDS,
+                    connect=settings.PROVIDER_CONNECT_TIMEOUT_SECONDS,
+                ),
+            )
+        )
+
+    async def stream(
+        self, messages: list[Message], *, model: str, max_tokens: int
+    ) -> AsyncIterator[TextDelta | Usage]:
+        client: anthropic.AsyncAnthropic = self._clients.get()
+        try:
+            async with client.messages.with_streaming_response.create(
+                model=model,
+                messages=list(messages),  # type: ignore[arg-type]
+                max_tokens=max_tokens,
+                stream=True,
+            ) as response:
+                async for item in _deltas(response.iter_lines()):
+                    yield item
+        except anthropic.APIStatusError as error:
+            raise error_for_status(error.status_code, error.response.headers) from None
+        except (anthropic.APITimeoutError, httpx2.TimeoutException):
+            raise Timeout() from None
+        except anthropic.APIConnectionError:
+            raise Unavailable() from None
+        except httpx2.TransportError:
+            raise Incomplete() from None
+
+
+async def _deltas(lines: AsyncIterator[str]) -> AsyncIterator[TextDelta | Usage]:
+    input_tokens = output_tokens = None
+    async for event, data in wire.events(lines):
+        if event == "ping":
+            continue
+        payload = wire.json_object(data)
+        try:
+            match event:
+                case "content_block_delta":
+                    delta = payload["delta"]
+                    if delta.get("type") == "text_delta" and delta["text"]:
+                        yield TextDelta(delta["text"])
+                case "message_start":
+                    input_tokens = payload["message"]["usage"].get("input_tokens")
+                case "message_delta":
+                    output_tokens = payload.get("usage", {}).get("output_tokens")
+                case "message_stop":
+                    yield Usage(input_tokens, output_tokens)
+                    return
+                case "error":
+                    raise _stream_error(payload.get("error"))
+        except (KeyError, TypeError, AttributeError):
+            raise BadUpstream() from None
+    raise Incomplete()
+
+
+def _stream_error(error: Any) -> ProviderError:
+    kind = error.get("type") if isinstance(error, dict) else None
+    return error_for_status(_STREAM_ERROR_STATUS.get(kind, 500), {})

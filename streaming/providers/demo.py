@@ -1,0 +1,55 @@
+"""The offline demo provider: no key, no network, the same answer for the same prompt."""
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+
+from django.conf import settings
+
+from streaming.providers import Message, TextDelta, Usage
+
+_ANSWER = """\
+This answer comes from the **offline demo provider**: no model was called and no \
+key was used. Set `OPENAI_API_KEY` or `ANTHROPIC_API_KEY` to talk to a real model.
+
+You asked:
+
+> {quote}
+
+Here is what the relay did with it:
+
+1. It saved your prompt in a stream log.
+2. It started a generation task that outlives this connection.
+3. It numbered every frame, so a dropped connection resumes where it stopped.
+
+| frame | carries |
+| --- | --- |
+| `meta` | the stream id, provider and model |
+| `token` | the next piece of the answer |
+| `done` | the end of the answer |
+
+```python
+for event in sse_client(url):
+    print(event.data, end="")
+```
+"""
+
+
+class DemoProvider:
+    name = "demo"
+    label = "Demo (offline)"
+    models = ["demo"]
+    default_model = "demo"
+
+    async def stream(
+        self, messages: list[Message], *, model: str, max_tokens: int
+    ) -> AsyncIterator[TextDelta | Usage]:
+        prompt = messages[-1]["content"]
+        quote = " ".join(prompt.split())[:200] or "(nothing)"
+        tokens = re.findall(r"\s*\S+|\s+", _ANSWER.format(quote=quote))[:max_tokens]
+        delay = settings.DEMO_TOKEN_DELAY_MS / 1000
+        for token in tokens:
+            await asyncio.sleep(delay)
+            yield TextDelta(token)
+        input_tokens = sum(len(message["content"].split()) for message in messages)
+        yield Usage(input_tokens, len(tokens))

@@ -1,0 +1,105 @@
+"""OpenAI chat completions, or any server that speaks them (OPENAI_BASE_URL)."""
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx2
+import openai
+from django.conf import settings
+
+from streaming.providers import (
+    BadUpstream,
+    Incomplete,
+    Message,
+    PerLoop,
+    ProviderError,
+    TextDelta,
+    Timeout,
+    Unavailable,
+    Usage,
+    error_for_status,
+    wire,
+)
+
+
+class OpenAIProvider:
+    name = "openai"
+    label = "OpenAI"
+
+    def __init__(self) -> None:
+        self.models = settings.OPENAI_MODELS
+        self.default_model = settings.OPENAI_MODEL
+        self._clients = PerLoop(
+            lambda: openai.AsyncOpenAI(
+                api_key=settings.OPENAI_API_KEY,
+                base_url=settings.OPENAI_BASE_URL,
+                max_retries=settings.PROVIDER_MAX_RETRIES,
+                timeout=openai.Timeout(
+                    settings.PROVIDER_STALL_TIMEOUT_SECONDS,
+                    connect=settings.PROVIDER_CONNECT_TIMEOUT_SECONDS,
+                ),
+            )
+        )
+
+    async def stream(
+        self, messages: list[Message], *, model: str, max_tokens: int
+    ) -> AsyncIterator[TextDelta | Usage]:
+        client: openai.AsyncOpenAI = self._clients.get()
+        try:
+            async with client.chat.completions.with_streaming_response.create(
+                model=model,
+                messages=list(messages),  # type: ignore[arg-type]
+                max_tokens=max_tokens,
+                stream=True,
+                stream_options={"include_usage": True},
+            ) as response:
+                async for item in _deltas(response.iter_lines()):
+                    yield item
+        except openai.APIStatusError as error:
+            raise error_for_status(error.status_code, error.response.headers) from None
+        except (openai.APITimeoutError, httpx2.TimeoutException):
+            raise Timeout() from None
+        except openai.APIConnectionError:
+            raise Unavailable() from None
+        except httpx2.TransportError:
+            # The body broke off after the response had started.
+            raise Incomplete() from None
+
+
+async def _deltas(lines: AsyncIterator[str]) -> AsyncIterator[TextDelta | Usage]:
+    async for _event, data in wire.events(lines):
+        if data == "[DONE]":
+            return
+        chunk = wire.json_object(data)
+        if chunk.get("error"):
+            raise _stream_error(chunk["error"])
+        try:
+            choices = chunk.get("choices") or ()
+            texts = [(choice.get("delta") or {}).get("content") for choice in choices]
+            usage = chunk.get("usage")
+            if usage:
+                usage = Usage(
+                    usage.get("prompt_tokens"), usage.get("completion_tokens")
+                )
+        except (AttributeError, TypeError):
+            raise BadUpstream() from None
+        for text in texts:
+            if text:
+                yield TextDelta(text)
+        if usage:
+            yield usage
+    raise Incomplete()
+
+
+def _stream_error(error: Any) -> ProviderError:
+    """An error object sent inside a 200 stream, as OpenAI does after it has started."""
+    kind = (
+        str(error.get("type") or error.get("code") or "")
+        if isinstance(error, dict)
+        else ""
+    )
+    if "rate_limit" in kind:
+        return error_for_status(429, {})
+    if kind in ("invalid_request_error", "invalid_request"):
+        return error_for_status(400, {})
+    return Unavailable()

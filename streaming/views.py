@@ -1,0 +1,166 @@
+import json
+import re
+from collections.abc import AsyncIterator
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from streaming import generation, hub, sse
+from streaming.auth import api_auth, error
+from streaming.forms import StartForm
+from streaming.models import StreamLog
+
+_NUMBER = re.compile(r"[0-9]{1,15}\Z")
+_MAX_ID = 2**63 - 1
+
+
+@require_GET
+@api_auth(same_origin_session=True)
+async def chat_stream(request: HttpRequest) -> HttpResponse:
+    """The seed's contract: start a stream from `?prompt=` and relay it, or resume the
+    stream named by Last-Event-ID (`<stream id>:<offset>`) instead of paying again."""
+    last_event_id = _last_event_id(request)
+    if last_event_id is not None:
+        stream_id, _, offset = last_event_id.partition(":")
+        if not _NUMBER.match(stream_id):
+            return error(
+                400, "bad_last_event_id", "Last-Event-ID must be '<stream>:<offset>'."
+            )
+        return await _events(request, int(stream_id), offset, id_prefix=f"{stream_id}:")
+    form = StartForm(request.GET)
+    if not form.is_valid():
+        return _invalid(form)
+    log = await _start(request, form)
+    return await _stream(log, after=0, id_prefix=f"{log.pk}:")
+
+
+@require_POST
+@api_auth()
+async def start_stream(request: HttpRequest) -> HttpResponse:
+    try:
+        data = _body(request)
+    except RequestDataTooBig:
+        return error(413, "too_large", "The request body is too large.")
+    except ValueError as problem:
+        return error(400, "bad_request", str(problem))
+    form = StartForm(data)
+    if not form.is_valid():
+        return _invalid(form)
+    log = await _start(request, form)
+    await _release_connection()
+    body = {
+        "id": log.pk,
+        "events_url": reverse("streaming:stream-events", args=[log.pk]),
+        "stop_url": reverse("streaming:stream-stop", args=[log.pk]),
+    }
+    return JsonResponse(body, status=201)
+
+
+@require_GET
+@api_auth()
+async def stream_events(request: HttpRequest, stream_id: int) -> HttpResponse:
+    return await _events(request, stream_id, _last_event_id(request) or "0")
+
+
+@require_POST
+@api_auth()
+async def stop_stream(request: HttpRequest, stream_id: int) -> HttpResponse:
+    log = await _owned_log(request, stream_id)
+    if log is None:
+        return _not_found()
+    await _release_connection()
+    if log.is_finished:
+        return JsonResponse({"id": log.pk, "status": log.status})
+    await hub.get().stop(log.pk)
+    return JsonResponse({"id": log.pk, "status": "stopping"}, status=202)
+
+
+async def _events(
+    request: HttpRequest, stream_id: int, offset: str, *, id_prefix: str = ""
+) -> HttpResponse:
+    log = await _owned_log(request, stream_id)
+    if log is None:
+        return _not_found()
+    known = hub.get().known_length(log)
+    if not _NUMBER.match(offset) or (known is not None and int(offset) > known):
+        return error(
+            400, "bad_last_event_id", "Last-Event-ID is not an offset of this stream."
+        )
+    if log.is_finished and int(offset) == known:
+        # Everything was delivered: 204 tells EventSource to stop reconnecting.
+        return HttpResponse(status=204)
+    return await _stream(log, after=int(offset), id_prefix=id_prefix)
+
+
+async def _stream(log: StreamLog, *, after: int, id_prefix: str) -> HttpResponse:
+    await _release_connection()
+    return sse.response(_frames(log, after=after, id_prefix=id_prefix))
+
+
+async def _frames(log: StreamLog, *, after: int, id_prefix: str) -> AsyncIterator[str]:
+    meta = {"stream_id": log.pk, "provider": log.provider, "model": log.model}
+    yield sse.retry(settings.SSE_RETRY_MS) + sse.encode_json("meta", meta)
+    async for frame in hub.follow(log, after=after, id_prefix=id_prefix):
+        yield frame
+
+
+async def _start(request: HttpRequest, form: StartForm) -> StreamLog:
+    data = form.cleaned_data
+    log = await StreamLog.objects.acreate(
+        user=request.user,
+        provider=data["provider"],
+        model=data["model"],
+        prompt=data["prompt"],
+        client_addr=request.META.get("REMOTE_ADDR") or None,
+        user_agent=request.headers.get("User-Agent", "")[:512],
+    )
+    await generation.start(log, [{"role": "user", "content": data["prompt"]}])
+    return log
+
+
+async def _owned_log(request: HttpRequest, stream_id: int) -> StreamLog | None:
+    if stream_id > _MAX_ID:
+        return None
+    logs = StreamLog.objects.all()
+    if not request.user.is_staff:
+        # Another user's stream answers 404, so ids reveal nothing.
+        logs = logs.filter(user_id=request.user.pk)
+    return await logs.filter(pk=stream_id).afirst()
+
+
+def _last_event_id(request: HttpRequest) -> str | None:
+    return request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
+
+
+def _body(request: HttpRequest) -> QueryDict | dict:
+    if request.content_type == "application/json":
+        try:
+            data = json.loads(request.body or b"null")
+        except (ValueError, UnicodeDecodeError):
+            raise ValueError("The body is not valid JSON.") from None
+        if not isinstance(data, dict):
+            raise ValueError("The JSON body must be an object.")
+        return {key: value for key, value in data.items() if isinstance(value, str)}
+    return request.POST
+
+
+def _invalid(form: StartForm) -> JsonResponse:
+    if form.is_too_long:
+        return error(413, "too_large", form.message())
+    return error(400, "bad_request", form.message(), fields=form.errors.get_json_data())
+
+
+def _not_found() -> JsonResponse:
+    return error(404, "not_found", "No such stream.")
+
+
+@sync_to_async
+def _release_connection() -> None:
+    """Close this request's database connection before a long response: a stream
+    must not pin a connection for its whole life (the pool serves every stream)."""
+    connection.close()
