@@ -1,0 +1,33 @@
+# The two commands of the README's Quick start: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run serve test lint install
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+# Set up, migrate, create the first user (password printed once), serve with daphne.
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py ensure_admin
+	$(MAKE) --no-print-directory serve
+
+serve:
+	$(BIN)/python -m daphne -e tcp:port=$(PORT):interface=$(HOST):backlog=2048 config.asgi:application
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+# The whole suite; uses PostgreSQL and Redis when DATABASE_URL / REDIS_URL are set.
+test: lint
+	$(BIN)/pytest
