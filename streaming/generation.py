@@ -24,6 +24,8 @@ from streaming.providers import Message, ProviderError, Usage
 
 logger = logging.getLogger(__name__)
 
+_FINAL_WRITE_BACKOFF = (0.5, 1, 2, 4, 8)
+
 _CANCELLED = {
     "stopped": "The answer was stopped.",
     "orphaned": "Nobody was watching the answer, so it was stopped.",
@@ -128,19 +130,19 @@ async def _finish(
     broadcast.end(ending)
     duration_ms = progress.elapsed_ms()
     error = ending.error or {}
+    fields = {
+        "status": ending.status,
+        "response": str(broadcast.text),
+        "error_code": error.get("code", ""),
+        "error_message": error.get("message", ""),
+        "ttft_ms": progress.ttft_ms,
+        "duration_ms": duration_ms,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "finished_at": timezone.now(),
+    }
     try:
-        await _save(
-            log.pk,
-            status=ending.status,
-            response=str(broadcast.text),
-            error_code=error.get("code", ""),
-            error_message=error.get("message", ""),
-            ttft_ms=progress.ttft_ms,
-            duration_ms=duration_ms,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            finished_at=timezone.now(),
-        )
+        await _save_final(log.pk, fields)
     finally:
         await hub.get().close(log.pk)
     logger.info(
@@ -161,6 +163,24 @@ async def _finish(
 
 def _usage_dict(usage: Usage) -> dict[str, int | None]:
     return {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
+
+
+async def _save_final(stream_id: int, fields: dict[str, object]) -> None:
+    """Write the outcome, retrying for a while: a database that is briefly away must
+    not cost the answer (viewers already have it from the broadcast)."""
+    for delay in _FINAL_WRITE_BACKOFF:
+        try:
+            await _save(stream_id, **fields)
+            return
+        except (OperationalError, InterfaceError):
+            logger.warning(
+                "stream %s: final write failed; retrying in %ss", stream_id, delay
+            )
+            await asyncio.sleep(delay)
+    try:
+        await _save(stream_id, **fields)
+    except Exception:
+        logger.exception("stream %s: could not record its outcome", stream_id)
 
 
 @sync_to_async

@@ -110,7 +110,12 @@ class Hub:
 
     async def open(self, stream_id: int, cancel: Callable[[str], None]) -> Broadcast:
         broadcast = self.owned[stream_id] = Broadcast(stream_id, cancel)
-        await self._join(owner_group(stream_id))
+        try:
+            await self._join(owner_group(stream_id))
+        except Exception:
+            # The stream still works in this process; Stop from other processes does
+            # not reach it until the channel layer is back.
+            logger.exception("stream %s: could not join the channel layer", stream_id)
         return broadcast
 
     async def close(self, stream_id: int) -> None:
@@ -118,7 +123,10 @@ class Hub:
         try:
             if broadcast.is_watched:
                 await self._publish(broadcast, broadcast.published)
-            await self.layer.group_discard(owner_group(stream_id), self.channel)
+            if self.channel is not None:
+                await self.layer.group_discard(owner_group(stream_id), self.channel)
+        except Exception:
+            logger.exception("stream %s: could not leave the channel layer", stream_id)
         finally:
             del self.owned[stream_id]
 
@@ -150,11 +158,11 @@ class Hub:
 
     async def _join(self, group: str) -> None:
         async with self._started:
+            if self._ticker is None or self._ticker.done():
+                self._ticker = background.spawn(self._tick())
             if self.channel is None:
                 self.channel = await self.layer.new_channel()
                 background.spawn(self._receive())
-            if self._ticker is None or self._ticker.done():
-                self._ticker = background.spawn(self._tick())
         await self.layer.group_add(group, self.channel)
 
     async def _receive(self) -> None:
