@@ -139,8 +139,21 @@ class Hub:
         mirror = self.mirrors.get(log.pk)
         if mirror is None:
             mirror = self.mirrors[log.pk] = Mirror(log.pk)
-            await self._join(viewers_group(log.pk))
-            await self._watch(mirror)
+            try:
+                await self._join(viewers_group(log.pk))
+                await self._watch(mirror)
+            except Exception:
+                logger.exception(
+                    "stream %s: could not follow it across processes", log.pk
+                )
+                del self.mirrors[log.pk]
+                error = {
+                    "code": "unavailable",
+                    "message": "This answer is being generated elsewhere and cannot be "
+                    "reached right now; try again shortly.",
+                    "retryable": True,
+                }
+                return Feed(log.pk, log.response, Ending(log.status, error=error))
         return mirror
 
     def known_length(self, log: StreamLog) -> int | None:
