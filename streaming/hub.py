@@ -200,6 +200,11 @@ class Hub:
                     message["length"],
                     message["ending"],
                 ):
+                    logger.info(
+                        "stream %s: fan-out gap at offset %s; asking the owner again",
+                        stream_id,
+                        mirror.length,
+                    )
                     background.spawn(self._watch(mirror, soon=True))
             case "stream.watch":
                 if broadcast := self.owned.get(stream_id):
