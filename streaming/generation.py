@@ -10,6 +10,7 @@ and at the end, never per token.
 import asyncio
 import logging
 import time
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
@@ -81,19 +82,22 @@ async def _run(
         deltas = provider.stream(
             messages, model=log.model, max_tokens=settings.MAX_OUTPUT_TOKENS
         )
-        async for item in deltas:
-            if isinstance(item, Usage):
-                progress.usage = item
-                continue
-            text = progress.normalise(item.text)
-            if not text:
-                continue
-            if progress.ttft_ms is None:
-                progress.ttft_ms = progress.elapsed_ms()
-            broadcast.append(text)
-            if time.monotonic() >= checkpoint:
-                checkpoint = time.monotonic() + settings.STREAM_CHECKPOINT_SECONDS
-                await _save(log.pk, response=str(broadcast.text))
+        # Closing it closes the upstream connection even when a cancel lands while this
+        # task awaits something else (a checkpoint), with the stream paused at a yield.
+        async with aclosing(deltas):
+            async for item in deltas:
+                if isinstance(item, Usage):
+                    progress.usage = item
+                    continue
+                text = progress.normalise(item.text)
+                if not text:
+                    continue
+                if progress.ttft_ms is None:
+                    progress.ttft_ms = progress.elapsed_ms()
+                broadcast.append(text)
+                if time.monotonic() >= checkpoint:
+                    checkpoint = time.monotonic() + settings.STREAM_CHECKPOINT_SECONDS
+                    await _save(log.pk, response=str(broadcast.text))
     except ProviderError as error:
         ending = _error_ending(StreamLog.Status.ERROR, error.code, error.message, error)
     except asyncio.CancelledError:

@@ -28,6 +28,7 @@ from django.conf import settings
 from streaming import background, sse
 from streaming.feed import Ending, Feed
 from streaming.models import StreamLog
+from streaming.providers import ProviderError
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,11 @@ logger = logging.getLogger(__name__)
 WATCH_INTERVAL = 1.0
 # A mirror nobody has read for this long leaves its group.
 MIRROR_LINGER = 5.0
+# A stream that ended here stays readable this long, for viewers that raced its end
+# (their copy of the log row still says `streaming`).
+ENDED_LINGER = 5.0
+# A replayed error frame says what the live one said.
+_RETRYABLE_CODES = {e.code for e in ProviderError.__subclasses__() if e.retryable}
 
 
 def owner_group(stream_id: int) -> str:
@@ -56,7 +62,8 @@ def ending_of(log: StreamLog) -> Ending | None:
     error = {
         "code": log.error_code or log.status,
         "message": log.error_message or "The stream did not complete.",
-        "retryable": log.status == StreamLog.Status.INTERRUPTED,
+        "retryable": log.status == StreamLog.Status.INTERRUPTED
+        or log.error_code in _RETRYABLE_CODES,
     }
     return Ending(log.status, error=error)
 
@@ -103,6 +110,7 @@ class Hub:
     def __init__(self) -> None:
         self.owned: dict[int, Broadcast] = {}
         self.mirrors: dict[int, Mirror] = {}
+        self.ended: dict[int, tuple[float, Broadcast]] = {}
         self.layer = get_channel_layer()
         self.channel: str | None = None
         self._started = asyncio.Lock()
@@ -129,11 +137,22 @@ class Hub:
             logger.exception("stream %s: could not leave the channel layer", stream_id)
         finally:
             del self.owned[stream_id]
+            self._remember_ended(broadcast)
+
+    def _remember_ended(self, broadcast: Broadcast) -> None:
+        now = time.monotonic()
+        for stream_id, (ended_at, _) in list(self.ended.items()):
+            if now - ended_at < ENDED_LINGER:
+                break
+            del self.ended[stream_id]
+        self.ended[broadcast.stream_id] = (now, broadcast)
 
     async def feed(self, log: StreamLog) -> Feed:
         """The feed a viewer of `log` reads: owned here, mirrored, or finished."""
         if log.pk in self.owned:
             return self.owned[log.pk]
+        if log.pk in self.ended:
+            return self.ended[log.pk][1]
         if log.is_finished:
             return Feed(log.pk, log.response, ending_of(log))
         mirror = self.mirrors.get(log.pk)
@@ -160,6 +179,8 @@ class Hub:
         """How much of the answer exists, if this process can tell."""
         if log.pk in self.owned:
             return self.owned[log.pk].length
+        if log.pk in self.ended:
+            return self.ended[log.pk][1].length
         return len(log.response) if log.is_finished else None
 
     async def stop(self, stream_id: int) -> None:

@@ -64,7 +64,7 @@ class AnthropicProvider:
                 max_tokens=max_tokens,
                 stream=True,
             ) as response:
-                async for item in _deltas(response.iter_lines()):
+                async for item in _deltas(wire.lines(response.iter_text())):
                     yield item
         except anthropic.APIStatusError as error:
             raise error_for_status(error.status_code, error.response.headers) from None

@@ -53,7 +53,7 @@ class OpenAIProvider:
                 stream=True,
                 stream_options={"include_usage": True},
             ) as response:
-                async for item in _deltas(response.iter_lines()):
+                async for item in _deltas(wire.lines(response.iter_text())):
                     yield item
         except openai.APIStatusError as error:
             raise error_for_status(error.status_code, error.response.headers) from None

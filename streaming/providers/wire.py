@@ -6,10 +6,32 @@ authentication, the retries and the HTTP error mapping.
 """
 
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 from streaming.providers import BadUpstream
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+async def lines(chunks: AsyncIterator[str]) -> AsyncIterator[str]:
+    """Split a response's text into lines at CRLF, CR or LF only, as SSE does.
+
+    Not the SDK's `iter_lines()`: like `str.splitlines` it also splits at U+2028,
+    U+2029 and U+0085, which JSON strings carry unescaped, and so cut a token in two.
+    """
+    pending = ""
+    async for chunk in chunks:
+        pending += chunk
+        # A CR at the end may be the first half of a CRLF: keep it for the next chunk.
+        cut = len(pending) - 1 if pending.endswith("\r") else len(pending)
+        *complete, rest = _LINE_END.split(pending[:cut])
+        for line in complete:
+            yield line
+        pending = rest + pending[cut:]
+    if pending:
+        yield pending.removesuffix("\r")
 
 
 async def events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, str]]:

@@ -1,0 +1,305 @@
+"""Fixtures that build on each other: a cast of users and their API tokens and logs,
+the fake provider, and the relay itself under a real daphne on the test database.
+
+The relay runs in a subprocess, so the tests that talk to it use `transactional_db`
+(the `relay` and `start_relay` fixtures request it): it sees only committed rows.
+"""
+
+import asyncio
+import os
+import uuid
+
+import anthropic
+import pytest
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import connection, connections
+from django.utils.crypto import get_random_string
+from helpers import (
+    LOGS,
+    FakeProvider,
+    Relay,
+    database_url,
+    environ_without,
+    log_since,
+    register_log,
+)
+
+from streaming.models import ApiToken, StreamLog
+
+# Random per session, so finding it anywhere in a response means it leaked.
+PROVIDER_KEY = f"sk-test-{uuid.uuid4().hex}"
+CI = os.environ.get("CI") == "true"
+
+_LOG_MARKS = pytest.StashKey[dict]()
+_NO_REDIS = "needs Redis: set REDIS_URL (e.g. redis://127.0.0.1:6379/0)"
+
+
+# --------------------------------------------------------------------------- hooks
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if CI and report.skipped and not hasattr(report, "wasxfail"):
+        # A green CI run must mean that everything ran: a missing service fails.
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
+        report.outcome = "failed"
+        report.longrepr = f"skipped, which CI=true does not allow: {reason}"
+    if report.failed and report.when == "call":
+        marks = item.stash.get(_LOG_MARKS, {})
+        for name, path in LOGS:
+            text = log_since(path, marks.get(path, 0))
+            if text.strip():
+                report.sections.append((f"{name} output", text[-8000:]))
+    return report
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not any(line.startswith("redis:") for line in config.getini("markers")):
+        config.addinivalue_line("markers", "redis: needs Redis (REDIS_URL)")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("redis") and not os.environ.get("REDIS_URL"):
+        pytest.skip(_NO_REDIS)
+
+
+@pytest.fixture(autouse=True)
+def _mark_logs(request: pytest.FixtureRequest) -> None:
+    """Remember where each subprocess log stood, to show what this test added."""
+    request.node.stash[_LOG_MARKS] = {path: path.stat().st_size for _, path in LOGS}
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    yield
+    # Async tests query from asgiref's worker thread, whose connection would keep
+    # PostgreSQL from dropping the test database.
+    asyncio.run(sync_to_async(connections.close_all)())
+
+
+# --------------------------------------------------------------------------- cast
+
+
+@pytest.fixture
+def alice(django_user_model):
+    return django_user_model.objects.create_user("alice", "alice@example.com")
+
+
+@pytest.fixture
+def bob(django_user_model):
+    return django_user_model.objects.create_user("bob", "bob@example.com")
+
+
+@pytest.fixture
+def charlie(django_user_model):
+    """Charlie is staff: he may watch and stop anyone's stream."""
+    return django_user_model.objects.create_user(
+        "charlie", "charlie@example.com", is_staff=True
+    )
+
+
+@pytest.fixture
+def make_token():
+    """`make_token(user, **fields)` saves an API token and returns its raw secret."""
+
+    def make(user, **fields) -> str:
+        fields.setdefault("name", "tests")
+        token = ApiToken(user=user, **fields)
+        raw = token.generate()
+        token.save()
+        return raw
+
+    return make
+
+
+@pytest.fixture
+def alice_token(alice, make_token) -> str:
+    return make_token(alice)
+
+
+@pytest.fixture
+def bob_token(bob, make_token) -> str:
+    return make_token(bob)
+
+
+@pytest.fixture
+def charlie_token(charlie, make_token) -> str:
+    return make_token(charlie)
+
+
+@pytest.fixture
+def make_log():
+    """`make_log(user, **fields)` saves a stream log, finished unless told otherwise."""
+
+    def make(user, **fields) -> StreamLog:
+        fields.setdefault("provider", "demo")
+        fields.setdefault("model", "demo")
+        fields.setdefault("prompt", "Say hello")
+        fields.setdefault("response", "Hello!")
+        fields.setdefault("status", StreamLog.Status.COMPLETED)
+        return StreamLog.objects.create(user=user, **fields)
+
+    return make
+
+
+@pytest.fixture
+def alice_log(alice, make_log) -> StreamLog:
+    return make_log(alice, prompt="Say hello to Alice", response="Hello, Alice!")
+
+
+@pytest.fixture
+def alice_cookies(alice, client) -> dict[str, str]:
+    """The cookies of Alice's logged-in browser, with a CSRF token under "csrftoken"
+    (send it back in X-CSRFToken)."""
+    client.force_login(alice)
+    session = client.cookies[settings.SESSION_COOKIE_NAME].value
+    return {
+        settings.SESSION_COOKIE_NAME: session,
+        settings.CSRF_COOKIE_NAME: get_random_string(32),
+    }
+
+
+# --------------------------------------------------------------------------- services
+
+
+@pytest.fixture(scope="session")
+def provider_server(tmp_path_factory):
+    """The fake OpenAI/Anthropic server, requiring PROVIDER_KEY."""
+    server = FakeProvider(tmp_path_factory.mktemp("provider"), api_key=PROVIDER_KEY)
+    register_log("fake provider", server.log_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def provider_key() -> str:
+    """The key the relays give both SDKs; it must never reach a client."""
+    return PROVIDER_KEY
+
+
+@pytest.fixture(scope="session")
+def anthropic_server(provider_server, tmp_path_factory):
+    """The fake server the Anthropic SDK talks to.
+
+    The fake provider checks an Anthropic key in `x-api-key`, while anthropic 2.x sends
+    it as `Authorization: Bearer`; unless the keyed server accepts what the SDK sends,
+    Anthropic traffic goes to a second fake that checks no key.
+    """
+    if _accepts_anthropic_sdk(provider_server):
+        yield provider_server
+        return
+    server = FakeProvider(tmp_path_factory.mktemp("provider"), api_key=None)
+    register_log("fake provider (anthropic)", server.log_path)
+    yield server
+    server.stop()
+
+
+def _accepts_anthropic_sdk(server: FakeProvider) -> bool:
+    with anthropic.Anthropic(
+        api_key=PROVIDER_KEY, base_url=server.url, max_retries=0, timeout=5
+    ) as probe:
+        try:
+            probe.messages.create(
+                model="probe",
+                max_tokens=1,
+                messages=[{"role": "user", "content": "[fake?tokens=1]"}],
+            )
+        except anthropic.AuthenticationError:
+            return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def upstream(provider_server, anthropic_server) -> dict[str, FakeProvider]:
+    """The fake server behind each provider name."""
+    return {"openai": provider_server, "anthropic": anthropic_server}
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """REDIS_URL, for tests that need Redis; they skip without it, or fail when
+    CI=true. Marking a test `@pytest.mark.redis` does the same."""
+    url = os.environ.get("REDIS_URL", "")
+    if not url:
+        pytest.skip(_NO_REDIS)
+    return url
+
+
+@pytest.fixture(scope="session")
+def relay_env(django_db_setup, provider_server, anthropic_server) -> dict[str, str]:
+    """The environment of a relay process: the test database, the fake providers,
+    no SDK retries, a 1 s stall timeout and a 1 s orphan grace.
+
+    REDIS_URL passes through when set, so the relays share a Redis channel layer.
+    """
+    env = environ_without(
+        "OPENAI_",
+        "ANTHROPIC_",
+        "DEMO_",
+        "PROVIDER_",
+        "STREAM_",
+        "SSE_",
+        "DEFAULT_PROVIDER",
+        "DATABASE_URL",
+        "DJANGO_",
+        "PYTEST_",
+    )
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DATABASE_URL=database_url(connection.settings_dict),
+        SECRET_KEY=settings.SECRET_KEY,  # so sessions made by the tests are valid
+        DEBUG="false",
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        LOG_LEVEL="INFO",
+        OPENAI_API_KEY=PROVIDER_KEY,
+        OPENAI_BASE_URL=provider_server.openai_base_url,
+        ANTHROPIC_API_KEY=PROVIDER_KEY,
+        ANTHROPIC_BASE_URL=anthropic_server.anthropic_base_url,
+        DEMO_PROVIDER="true",
+        DEMO_TOKEN_DELAY_MS="1",
+        PROVIDER_MAX_RETRIES="0",
+        PROVIDER_STALL_TIMEOUT_SECONDS="1",
+        PROVIDER_CONNECT_TIMEOUT_SECONDS="5",
+        STREAM_ORPHAN_GRACE_SECONDS="1",
+        STREAM_CHECKPOINT_SECONDS="0.2",
+        STREAM_LEASE_SECONDS="5",
+        SSE_HEARTBEAT_SECONDS="15",
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def relay_factory(relay_env, tmp_path_factory):
+    """`start(instance="a", **env)`: a relay with extra env, started once per session
+    for each distinct (instance, env); another `instance` is another process."""
+    relays: dict[tuple, Relay] = {}
+    directory = tmp_path_factory.mktemp("relay")
+
+    def start(*, instance: str = "a", **env: object) -> Relay:
+        extra = {name: str(value) for name, value in env.items()}
+        key = (instance, tuple(sorted(extra.items())))
+        if key not in relays:
+            log_path = directory / f"relay-{len(relays)}.log"
+            relays[key] = Relay(relay_env | extra, log_path)
+            register_log(f"relay {instance} {extra or ''}".strip(), log_path)
+        return relays[key]
+
+    yield start
+    for relay in relays.values():
+        relay.terminate()
+    for relay in relays.values():
+        relay.stop()
+
+
+@pytest.fixture
+def start_relay(relay_factory, transactional_db):
+    """`start_relay(**env)` -> a running relay; see `relay_factory`."""
+    return relay_factory
+
+
+@pytest.fixture
+def relay(start_relay) -> Relay:
+    """The relay with the default test environment."""
+    return start_relay()

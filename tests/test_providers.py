@@ -1,0 +1,205 @@
+"""The real OpenAI and Anthropic SDKs inside a real relay, against the fake provider."""
+
+import asyncio
+import json
+
+import pytest
+from helpers import (
+    expected_answer,
+    fake,
+    finished_log,
+    new_key,
+    offsets,
+    prompt_tokens,
+    read_events,
+    stream_id,
+    token_text,
+)
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
+
+PROVIDERS = ["openai", "anthropic"]
+MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-5"}
+WRONG_KEY = "sk-wrong-0123456789abcdef"
+
+
+async def _ask(relay, token: str, provider: str, prompt: str):
+    async with relay.client(token) as client:
+        params = {"prompt": prompt, "provider": provider}
+        return await read_events(client, "/chat/stream", params=params)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize(
+    "pacing",
+    [
+        pytest.param({}, id="at-once"),
+        pytest.param({"delay_ms": 1}, id="paced"),
+        # every event in two writes, cut inside a multi-byte character
+        pytest.param({"split": 1}, id="split"),
+    ],
+)
+async def test_it_relays_the_providers_text_exactly(
+    relay, alice, alice_token, upstream, provider_key, provider, pacing
+):
+    """Also guards reading the provider's lines: U+2028 and U+0085 inside a JSON
+    string are no line ends (the SDKs' `iter_lines()` split there)."""
+    key = new_key()
+    options = {"pattern": "tricky", "tokens": 68, **pacing}
+    prompt = "Say something tricky " + fake(**options, key=key)
+
+    received = await _ask(relay, alice_token, provider, prompt)
+
+    answer = expected_answer(**options)
+    assert received.status == 200
+    assert [e.event for e in received.events[:1]] == ["meta"]
+    assert json.loads(received.events[0].data) == {
+        "stream_id": stream_id(received),
+        "provider": provider,
+        "model": MODELS[provider],
+    }
+    assert token_text(received.events) == answer
+    # Each id is the offset after its frame, in code points of the normalised text.
+    tokens = [e for e in received.events if e.event == "token"]
+    ends = [len("".join(e.data for e in tokens[: i + 1])) for i in range(len(tokens))]
+    assert offsets(received.events) == ends
+    assert all(e.id.startswith(f"{stream_id(received)}:") for e in tokens)
+    assert [e.event for e in received.events[-2:]] == ["usage", "done"]
+    assert received.events[-1].data == "[DONE]"
+    usage = {"input_tokens": prompt_tokens(prompt), "output_tokens": 68}
+    assert json.loads(received.events[-2].data) == usage
+    assert provider_key not in received.everything()
+
+    log = await finished_log(stream_id(received))
+    assert log.status == "completed"
+    assert log.provider == provider
+    assert log.model == MODELS[provider]
+    assert log.response == answer
+    assert (log.input_tokens, log.output_tokens) == (prompt_tokens(prompt), 68)
+    assert log.error_code == ""
+    assert log.ttft_ms is not None
+    assert log.duration_ms >= log.ttft_ms
+    assert (await upstream[provider].outcome(key))["outcome"] == "completed"
+
+
+ERRORS = [
+    pytest.param({"status": 429, "retry_after": 7}, "rate_limited", True, 0, id="429"),
+    pytest.param({"status": 500}, "unavailable", True, 0, id="500"),
+    pytest.param(
+        {"error_after": 5, "delay_ms": 20}, "unavailable", True, 5, id="mid-stream"
+    ),
+    pytest.param(
+        {"abort_after": 5, "delay_ms": 20}, "incomplete", True, 5, id="truncated"
+    ),
+    pytest.param(
+        {"stall_after": 3, "stall_ms": 3000, "delay_ms": 5},
+        "timeout",
+        True,
+        3,
+        id="stalled",
+    ),
+]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize(("options", "code", "retryable", "sent"), ERRORS)
+async def test_a_provider_failure_ends_the_stream_with_an_error_frame(
+    relay, alice, alice_token, provider_key, provider, options, code, retryable, sent
+):
+    prompt = "Count " + fake(pattern="counter", tokens=20, **options, key=new_key())
+
+    received = await _ask(relay, alice_token, provider, prompt)
+
+    partial = expected_answer(pattern="counter", tokens=sent) if sent else ""
+    assert received.status == 200
+    kinds = [e.event for e in received.events]
+    assert kinds == ["meta"] + ["token"] * (len(kinds) - 2) + ["error"]
+    assert token_text(received.events) == partial
+    error = json.loads(received.events[-1].data)
+    assert error["code"] == code
+    assert error["retryable"] is retryable
+    if "retry_after" in options:
+        assert error["retry_after"] == options["retry_after"]
+    # The provider's own words stay upstream: ours are written for the user.
+    assert "fake provider" not in error["message"]
+    assert "Sorry about that" not in error["message"]
+    assert provider_key not in received.everything()
+
+    log = await finished_log(stream_id(received))
+    assert log.status == "error"
+    assert log.error_code == code
+    assert log.error_message == error["message"]
+    assert log.response == partial
+    assert log.finished_at is not None
+    # Coming back replays the same answer and the same ending; with no answer at
+    # all, offset 0 is the end, so there is nothing to resume.
+    async with relay.client(alice_token) as client:
+        replay = await read_events(client, f"/streams/{log.pk}/events")
+    if partial:
+        assert token_text(replay.events) == partial
+        assert json.loads(replay.events[-1].data) == error
+    else:
+        assert replay.status == 204
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_wrong_provider_key_ends_with_an_auth_error(
+    start_relay, provider_server, provider_key, alice, alice_token, provider
+):
+    relay = start_relay(
+        OPENAI_API_KEY=WRONG_KEY,
+        ANTHROPIC_API_KEY=WRONG_KEY,
+        ANTHROPIC_BASE_URL=provider_server.anthropic_base_url,
+    )
+
+    received = await _ask(relay, alice_token, provider, "Hello " + fake(tokens=3))
+
+    assert received.status == 200
+    assert [e.event for e in received.events] == ["meta", "error"]
+    error = json.loads(received.events[-1].data)
+    assert error["code"] == "auth"
+    assert error["retryable"] is False
+    assert WRONG_KEY not in received.everything()
+    assert provider_key not in received.everything()
+    log = await finished_log(stream_id(received))
+    assert (log.status, log.error_code, log.response) == ("error", "auth", "")
+    assert WRONG_KEY not in log.error_message
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_it_retries_before_the_first_token_when_retries_are_allowed(
+    start_relay, alice, alice_token, upstream, provider
+):
+    relay = start_relay(PROVIDER_MAX_RETRIES=2)
+    key = new_key()
+    prompt = "Retry " + fake(
+        tokens=5, fail_first=1, fail_status=503, retry_after_ms=10, key=key
+    )
+
+    received = await _ask(relay, alice_token, provider, prompt)
+
+    assert token_text(received.events) == expected_answer(tokens=5)
+    assert received.events[-1].event == "done"
+    stream = await upstream[provider].outcome(key)
+    assert (stream["outcome"], stream["retry_count"]) == ("completed", 1)
+    log = await finished_log(stream_id(received))
+    assert (log.status, log.output_tokens) == ("completed", 5)
+
+
+async def test_a_viewer_of_a_stream_that_failed_at_once_gets_the_live_error(
+    relay, alice, alice_token
+):
+    """Guards a race: the generation can end before its first viewer attaches, when
+    the view's copy of the row still says `streaming`; the viewer then waited for
+    another process and got an error frame rebuilt from the row, without retry_after.
+    """
+    prompt = "Fail " + fake(status=429, retry_after=7)
+
+    received = await asyncio.gather(
+        *(_ask(relay, alice_token, "openai", prompt) for _ in range(20))
+    )
+
+    for each in received:
+        assert [e.event for e in each.events] == ["meta", "error"]
+        error = json.loads(each.events[-1].data)
+        assert (error["code"], error["retry_after"]) == ("rate_limited", 7)
