@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run serve test lint install
+.PHONY: run serve test test-js lint install
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,14 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
-# The whole suite; uses PostgreSQL and Redis when DATABASE_URL / REDIS_URL are set.
-test: lint
+# The JavaScript clients' tests (Node's test runner); skipped without Node, except
+# under CI=true.
+test-js:
+	@if command -v npm >/dev/null; then npm ci --no-audit --no-fund --silent && npm test; \
+	elif [ "$$CI" = true ]; then echo "CI needs Node and npm for the JS tests" >&2; exit 1; \
+	else echo "Node not found: skipping the JavaScript tests"; fi
+
+# The whole suite; uses PostgreSQL and Redis when DATABASE_URL / REDIS_URL are set,
+# and Chromium (CHROMIUM_PATH, default /usr/bin/chromium) for the browser tests.
+test: lint test-js
 	$(BIN)/pytest

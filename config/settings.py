@@ -121,7 +121,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -154,6 +156,8 @@ PROVIDER_STALL_TIMEOUT_SECONDS = env.float("PROVIDER_STALL_TIMEOUT_SECONDS", def
 
 # Streams.
 MAX_PROMPT_CHARS = env.int("MAX_PROMPT_CHARS", default=32_000)
+MAX_CONTEXT_MESSAGES = env.int("MAX_CONTEXT_MESSAGES", default=20)
+MAX_CONTEXT_CHARS = env.int("MAX_CONTEXT_CHARS", default=48_000)
 SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", default=15)
 SSE_RETRY_MS = env.int("SSE_RETRY_MS", default=2000)
 STREAM_ORPHAN_GRACE_SECONDS = env.float("STREAM_ORPHAN_GRACE_SECONDS", default=30)

@@ -1,8 +1,14 @@
 from django.contrib import admin, messages
-from django.http import HttpRequest
+from django.forms import Script
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
 
-from streaming.models import ApiToken, StreamLog
+from streaming.models import ApiToken, Conversation, Message, StreamLog
+
+_MARKDOWN = Script("streaming/admin.js", type="module")
 
 
 @admin.register(StreamLog)
@@ -18,24 +24,53 @@ class StreamLogAdmin(admin.ModelAdmin):
         "input_tokens",
         "output_tokens",
         "created_at",
+        "live",
     )
     list_filter = ("status", "provider", "model", "user", "created_at")
     list_select_related = ("user",)
     search_fields = ("prompt", "response", "user__username", "user__email")
     date_hierarchy = "created_at"
     list_per_page = 50
-    readonly_fields = ("error",)
     fields = (
-        ("user", "status"),
+        ("user_link", "conversation_link", "status"),
         ("provider", "model"),
         "prompt",
-        "response",
+        "answer",
         "error",
         ("ttft_ms", "duration_ms"),
         ("input_tokens", "output_tokens"),
         ("client_addr", "user_agent"),
-        ("created_at", "updated_at", "finished_at"),
+        "timeline",
+        "live",
     )
+    readonly_fields = (
+        "user_link",
+        "conversation_link",
+        "answer",
+        "error",
+        "timeline",
+        "live",
+    )
+
+    class Media:
+        js = [_MARKDOWN]
+
+    @admin.display(description="user")
+    def user_link(self, log: StreamLog) -> str:
+        url = reverse("admin:auth_user_change", args=[log.user_id])
+        return format_html('<a href="{}">{}</a>', url, log.user)
+
+    @admin.display(description="conversation")
+    def conversation_link(self, log: StreamLog) -> str:
+        if log.conversation_id is None:
+            return "-"
+        url = reverse("admin:streaming_conversation_change", args=[log.conversation_id])
+        return format_html('<a href="{}">{}</a>', url, log.conversation)
+
+    @admin.display(description="answer")
+    def answer(self, log: StreamLog) -> str:
+        # Rendered as sanitised Markdown by admin.js; the raw text is the fallback.
+        return format_html('<div class="markdown" data-markdown>{}</div>', log.response)
 
     @admin.display(description="error")
     def error(self, log: StreamLog) -> str:
@@ -47,11 +82,70 @@ class StreamLogAdmin(admin.ModelAdmin):
             log.error_message,
         )
 
+    @admin.display(description="timeline")
+    def timeline(self, log: StreamLog) -> str:
+        first = f"+{log.ttft_ms} ms" if log.ttft_ms is not None else "none"
+        end = f"+{log.duration_ms} ms" if log.duration_ms is not None else "not yet"
+        return format_html(
+            "started {} · first token {} · ended {} ({}) · last written {}",
+            log.created_at.isoformat(timespec="seconds"),
+            first,
+            end,
+            log.status,
+            log.updated_at.isoformat(timespec="seconds"),
+        )
+
+    @admin.display(description="watch")
+    def live(self, log: StreamLog) -> str:
+        url = reverse("admin:streaming_streamlog_live", args=[log.pk])
+        label = "Live tail" if not log.is_finished else "Replay"
+        return format_html('<a href="{}">{}</a>', url, label)
+
+    def get_urls(self):
+        live = self.admin_site.admin_view(self.live_view)
+        return [
+            path("<int:stream_id>/live/", live, name="streaming_streamlog_live"),
+            *super().get_urls(),
+        ]
+
+    def live_view(self, request: HttpRequest, stream_id: int) -> HttpResponse:
+        """Staff watch any stream as one more (read-only) viewer; finished ones replay."""
+        log = get_object_or_404(StreamLog, pk=stream_id)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Stream {log.pk}",
+            "log": log,
+            "opts": self.model._meta,
+            "events_url": reverse("streaming:stream-events", args=[log.pk]),
+        }
+        return TemplateResponse(request, "admin/streaming/streamlog/live.html", context)
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    fields = ("role", "text", "stream")
+    readonly_fields = ("role", "text", "stream")
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = ("title", "owner", "created_at", "updated_at")
+    list_select_related = ("owner",)
+    search_fields = ("title", "owner__username")
+    date_hierarchy = "created_at"
+    readonly_fields = ("owner", "created_at", "updated_at")
+    inlines = [MessageInline]
 
 
 @admin.register(ApiToken)

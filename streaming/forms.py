@@ -7,14 +7,20 @@ from streaming import providers
 class StartForm(forms.Form):
     """What starts a stream: a prompt, and optionally a configured provider and model."""
 
-    prompt = forms.CharField(strip=False)
+    prompt = forms.CharField(strip=False, required=False)
     provider = forms.CharField(required=False)
     model = forms.CharField(required=False, max_length=128)
+    conversation = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    regenerate = forms.BooleanField(required=False)
+
+    def __init__(self, *args: object, single_turn: bool = False, **kwargs: object):
+        super().__init__(*args, **kwargs)
+        if single_turn:
+            # The seed's GET endpoint answers one prompt, outside any conversation.
+            del self.fields["conversation"], self.fields["regenerate"]
 
     def clean_prompt(self) -> str:
         prompt = self.cleaned_data["prompt"]
-        if not prompt.strip():
-            raise forms.ValidationError("The prompt is empty.", code="required")
         if len(prompt) > settings.MAX_PROMPT_CHARS:
             raise forms.ValidationError(
                 f"The prompt is longer than {settings.MAX_PROMPT_CHARS} characters.",
@@ -30,6 +36,12 @@ class StartForm(forms.Form):
 
     def clean(self) -> dict:
         data = super().clean()
+        data.setdefault("conversation", None)
+        data.setdefault("regenerate", False)
+        if data["regenerate"] and data["conversation"] is None:
+            self.add_error("conversation", "Regenerate needs a conversation.")
+        if not data["regenerate"] and "prompt" in data and not data["prompt"].strip():
+            self.add_error("prompt", "The prompt is empty.")
         name = data.get("provider") or providers.default_name()
         provider = providers.get(name)
         if provider is None:

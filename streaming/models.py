@@ -4,9 +4,69 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
+from django.urls import reverse
 from django.utils import timezone
 
 TOKEN_PREFIX = "relay_"
+
+
+class Conversation(models.Model):
+    """A chat: the turns a user and a model took, newest conversations first."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def get_absolute_url(self) -> str:
+        return reverse("streaming:conversation", args=[self.pk])
+
+    @staticmethod
+    def title_for(prompt: str) -> str:
+        """A title from the first prompt: its first words on one line."""
+        words = " ".join(prompt.split())
+        return words if len(words) <= 60 else words[:59].rstrip() + "…"
+
+    def context(self, *, max_messages: int, max_chars: int) -> list[dict[str, str]]:
+        """The latest turns, as provider messages, within both bounds.
+
+        The newest user message is always included (cut to `max_chars` if need be);
+        failed answers are skipped, and the result starts with a user message and
+        alternates roles, as both providers require.
+        """
+        turns: list[dict[str, str]] = []
+        for message in self.messages.select_related("stream").order_by(
+            "-created_at", "-id"
+        ):
+            text = message.text
+            if not text:
+                continue
+            if turns and turns[0]["role"] == message.role:
+                turns[0]["content"] = text + "\n\n" + turns[0]["content"]
+            else:
+                turns.insert(0, {"role": message.role, "content": text})
+        kept: list[dict[str, str]] = []
+        used = 0
+        for turn in reversed(turns):
+            if kept and (
+                len(kept) >= max_messages or used + len(turn["content"]) > max_chars
+            ):
+                break
+            kept.insert(
+                0, {"role": turn["role"], "content": turn["content"][-max_chars:]}
+            )
+            used += len(turn["content"])
+        while kept and kept[0]["role"] != Message.Role.USER:
+            kept.pop(0)
+        return kept
 
 
 class StreamLogQuerySet(models.QuerySet):
@@ -25,6 +85,14 @@ class StreamLog(models.Model):
         INTERRUPTED = "interrupted"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    # Kept when its conversation is deleted: the log is the record of what was spent.
+    conversation = models.ForeignKey(
+        Conversation,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="streams",
+    )
     provider = models.CharField(max_length=32)
     model = models.CharField(max_length=128)
     prompt = models.TextField()
@@ -56,6 +124,40 @@ class StreamLog(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status != self.Status.STREAMING
+
+
+class Message(models.Model):
+    """One turn. A user's turn holds its text; an assistant's turn is its stream."""
+
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField(blank=True)
+    stream = models.OneToOneField(
+        StreamLog,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="message",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.text[:40]}"
+
+    @property
+    def text(self) -> str:
+        if self.role == self.Role.USER:
+            return self.content
+        return self.stream.response if self.stream else ""
 
 
 class ApiToken(models.Model):

@@ -1,12 +1,40 @@
-from django.urls import path
+from django.urls import path, register_converter
 
-from streaming import views
+from streaming import pages, views
+
+
+class IdConverter:
+    """A primary key: at most 18 digits, so it always fits a 64-bit column (a longer
+    number would make the database raise instead of answering 404)."""
+
+    regex = "[0-9]{1,18}"
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
+
+register_converter(IdConverter, "id")
 
 app_name = "streaming"
 
 urlpatterns = [
+    path("", pages.chat, name="chat"),
+    path("c/<id:conversation_id>/", pages.chat, name="conversation"),
+    path(
+        "c/<id:conversation_id>/rename",
+        pages.rename_conversation,
+        name="conversation-rename",
+    ),
+    path(
+        "c/<id:conversation_id>/delete",
+        pages.delete_conversation,
+        name="conversation-delete",
+    ),
     path("chat/stream", views.chat_stream, name="chat-stream"),
     path("streams/", views.start_stream, name="stream-start"),
-    path("streams/<int:stream_id>/events", views.stream_events, name="stream-events"),
-    path("streams/<int:stream_id>/stop", views.stop_stream, name="stream-stop"),
+    path("streams/<id:stream_id>/events", views.stream_events, name="stream-events"),
+    path("streams/<id:stream_id>/stop", views.stop_stream, name="stream-stop"),
 ]

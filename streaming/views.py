@@ -10,13 +10,12 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from streaming import generation, hub, sse
+from streaming import conversations, generation, hub, sse
 from streaming.auth import api_auth, error
 from streaming.forms import StartForm
 from streaming.models import StreamLog
 
 _NUMBER = re.compile(r"[0-9]{1,15}\Z")
-_MAX_ID = 2**63 - 1
 
 
 @require_GET
@@ -32,10 +31,10 @@ async def chat_stream(request: HttpRequest) -> HttpResponse:
                 400, "bad_last_event_id", "Last-Event-ID must be '<stream>:<offset>'."
             )
         return await _events(request, int(stream_id), offset, id_prefix=f"{stream_id}:")
-    form = StartForm(request.GET)
+    form = StartForm(request.GET, single_turn=True)
     if not form.is_valid():
         return _invalid(form)
-    log = await _start(request, form)
+    log = (await _start(request, form, new_conversation=False)).log
     return await _stream(log, after=0, id_prefix=f"{log.pk}:")
 
 
@@ -51,12 +50,21 @@ async def start_stream(request: HttpRequest) -> HttpResponse:
     form = StartForm(data)
     if not form.is_valid():
         return _invalid(form)
-    log = await _start(request, form)
+    try:
+        turn = await _start(request, form, new_conversation=True)
+    except conversations.NoSuchConversation:
+        return error(404, "not_found", "No such conversation.")
+    except conversations.NothingToRegenerate:
+        return error(400, "bad_request", "There is no prompt to answer again.")
     await _release_connection()
+    log, conversation = turn.log, turn.conversation
     body = {
         "id": log.pk,
         "events_url": reverse("streaming:stream-events", args=[log.pk]),
         "stop_url": reverse("streaming:stream-stop", args=[log.pk]),
+        "conversation_id": conversation.pk,
+        "conversation_url": conversation.get_absolute_url(),
+        "conversation_title": conversation.title,
     }
     return JsonResponse(body, status=201)
 
@@ -109,23 +117,26 @@ async def _frames(log: StreamLog, *, after: int, id_prefix: str) -> AsyncIterato
         yield frame
 
 
-async def _start(request: HttpRequest, form: StartForm) -> StreamLog:
+async def _start(
+    request: HttpRequest, form: StartForm, *, new_conversation: bool
+) -> conversations.Turn:
     data = form.cleaned_data
-    log = await StreamLog.objects.acreate(
-        user=request.user,
+    turn = await sync_to_async(conversations.begin)(
+        request.user,
+        prompt=data["prompt"],
         provider=data["provider"],
         model=data["model"],
-        prompt=data["prompt"],
+        conversation_id=data["conversation"],
+        new_conversation=new_conversation,
+        regenerate=data["regenerate"],
         client_addr=request.META.get("REMOTE_ADDR") or None,
-        user_agent=request.headers.get("User-Agent", "")[:512],
+        user_agent=request.headers.get("User-Agent", ""),
     )
-    await generation.start(log, [{"role": "user", "content": data["prompt"]}])
-    return log
+    await generation.start(turn.log, turn.messages)
+    return turn
 
 
 async def _owned_log(request: HttpRequest, stream_id: int) -> StreamLog | None:
-    if stream_id > _MAX_ID:
-        return None
     logs = StreamLog.objects.all()
     if not request.user.is_staff:
         # Another user's stream answers 404, so ids reveal nothing.
@@ -145,8 +156,17 @@ def _body(request: HttpRequest) -> QueryDict | dict:
             raise ValueError("The body is not valid JSON.") from None
         if not isinstance(data, dict):
             raise ValueError("The JSON body must be an object.")
-        return {key: value for key, value in data.items() if isinstance(value, str)}
+        return {key: _form_value(value) for key, value in data.items()}
     return request.POST
+
+
+def _form_value(value: object) -> str | None:
+    """A JSON value as a form field sees it (objects and lists are not accepted)."""
+    if isinstance(value, bool):
+        return "true" if value else ""
+    if isinstance(value, str | int):
+        return str(value)
+    return None
 
 
 def _invalid(form: StartForm) -> JsonResponse:
