@@ -350,3 +350,24 @@ def test_the_page_is_usable_at_phone_width(browser, site, alice):
         shot(page, "10-phone")
     finally:
         context.close()
+
+
+def test_a_100000_character_answer_renders_completely(page, site, alice):
+    # 100 characters, so 1,000 tokens make a 100,000-character answer.
+    paragraph = (
+        "A paragraph of a long answer, with `code` and **bold** words in it, "
+        "and then a few more words now.\n\n"
+    )
+    options = {"pattern": "fixed", "text": paragraph, "tokens": 1000, "delay_ms": 1}
+    log_in(page, site.url, alice)
+    send(page, "long " + fake(**options))
+    wait_for_answer(page, "paragraph")
+    page.wait_for_function(
+        "() => document.querySelector('#status').textContent === 'Done.'",
+        timeout=60_000,
+    )
+    assert len(expected_answer(**options)) == 100_000
+    assert answer(page).locator("p").count() == 1000
+    assert answer(page).locator("strong").count() == 1000
+    log = StreamLog.objects.get(user=alice)
+    assert log.response == expected_answer(**options)
