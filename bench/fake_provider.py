@@ -97,7 +97,8 @@ OPTION_DOC = {
     ),
     "error_type": (
         "",
-        "error type in the mid-stream error (default server_error / overloaded_error)",
+        "error type in the mid-stream error (default server_error / overloaded_error);"
+        " 'malformed' sends an event whose data is not JSON instead",
     ),
     "abort_after": (
         "-1",
@@ -1072,6 +1073,10 @@ def _obf(enabled: bool, k: int) -> bytes:
 
 
 def _midstream_error(api: str, opts: Opts) -> bytes:
+    if opts.error_type == "malformed":
+        # Not an error the provider reports: an event whose data is not JSON at all.
+        event = b"" if api == "openai" else b"event: content_block_delta\n"
+        return event + b'data: {"choices": [{"delta": {"content": "cut\n\n'
     if api == "openai":
         err = {
             "error": {

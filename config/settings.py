@@ -35,12 +35,15 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "corsheaders",
     "streaming",
 ]
 
 # No GZipMiddleware: it would buffer or compress the event stream.
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "streaming.middleware.content_security_policy",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -48,6 +51,33 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# CORS is off unless origins are listed; then only the API answers them (programs on
+# another origin use a token: EventSource across origins cannot send one).
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_URLS_REGEX = r"^/(chat/stream|streams/).*$"
+
+# Production (DEBUG off) gets secure cookies, HTTPS redirects and HSTS, so that
+# `manage.py check --deploy` is clean. Behind a TLS proxy, set SECURE_PROXY_SSL_HEADER.
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool(
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True
+)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+if env.bool("SECURE_PROXY_SSL_HEADER", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Preloading HSTS is a commitment to submit the domain to browsers' lists; opt in
+# with SECURE_HSTS_PRELOAD=true rather than have the deploy check push it.
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
+
+# Failed logins allowed per client address and per username in LOGIN_THROTTLE_WINDOW.
+LOGIN_THROTTLE_ATTEMPTS = env.int("LOGIN_THROTTLE_ATTEMPTS", default=5)
+LOGIN_THROTTLE_WINDOW_SECONDS = env.int("LOGIN_THROTTLE_WINDOW_SECONDS", default=900)
 
 ROOT_URLCONF = "config.urls"
 ASGI_APPLICATION = "config.asgi.application"
@@ -85,6 +115,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# Prefix of every Redis key and channel this deployment uses (to share one Redis).
+REDIS_PREFIX = env.str("REDIS_PREFIX", default="relay")
 # channels-redis offers two layers: "pubsub" (Redis pub/sub, about 0.3 ms of CPU a
 # message here) and "core" (Redis sorted sets with a per-channel capacity, about
 # 1.6-2 ms). Both are at-most-once; the hub replays whatever either loses.
@@ -96,7 +128,7 @@ _LAYERS = {
 if REDIS_URL:
     if REDIS_CHANNEL_LAYER not in _LAYERS:
         raise ImproperlyConfigured("REDIS_CHANNEL_LAYER must be 'pubsub' or 'core'.")
-    _layer_config = {"hosts": [REDIS_URL], "prefix": "relay"}
+    _layer_config = {"hosts": [REDIS_URL], "prefix": REDIS_PREFIX}
     if REDIS_CHANNEL_LAYER == "core":
         _layer_config["capacity"] = env.int("REDIS_CHANNEL_CAPACITY", default=100)
     CHANNEL_LAYERS = {
@@ -106,7 +138,7 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "relay",
+            "KEY_PREFIX": REDIS_PREFIX,
         }
     }
 else:
@@ -149,10 +181,20 @@ DEFAULT_PROVIDER = env.str("DEFAULT_PROVIDER", default="")
 
 MAX_OUTPUT_TOKENS = env.int("MAX_OUTPUT_TOKENS", default=1024)
 PROVIDER_MAX_RETRIES = env.int("PROVIDER_MAX_RETRIES", default=2)
+PROVIDER_RETRY_BASE_SECONDS = env.float("PROVIDER_RETRY_BASE_SECONDS", default=0.5)
+PROVIDER_RETRY_MAX_WAIT_SECONDS = env.float(
+    "PROVIDER_RETRY_MAX_WAIT_SECONDS", default=8
+)
+PROVIDER_RETRY_BUDGET_SECONDS = env.float("PROVIDER_RETRY_BUDGET_SECONDS", default=20)
 PROVIDER_CONNECT_TIMEOUT_SECONDS = env.float(
     "PROVIDER_CONNECT_TIMEOUT_SECONDS", default=10
 )
 PROVIDER_STALL_TIMEOUT_SECONDS = env.float("PROVIDER_STALL_TIMEOUT_SECONDS", default=60)
+
+# Per-user limits (overridable per user in the admin); counters live in the cache.
+LIMIT_CONCURRENT_STREAMS = env.int("LIMIT_CONCURRENT_STREAMS", default=3)
+LIMIT_STARTS_PER_MINUTE = env.int("LIMIT_STARTS_PER_MINUTE", default=20)
+LIMIT_TOKENS_PER_DAY = env.int("LIMIT_TOKENS_PER_DAY", default=200_000)
 
 # Streams.
 MAX_PROMPT_CHARS = env.int("MAX_PROMPT_CHARS", default=32_000)

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
-from streaming import background, hub, providers
+from streaming import background, hub, limits, providers
 from streaming.feed import Ending
 from streaming.models import StreamLog
 from streaming.providers import Message, ProviderError, Usage
@@ -26,6 +26,9 @@ from streaming.providers import Message, ProviderError, Usage
 logger = logging.getLogger(__name__)
 
 _FINAL_WRITE_BACKOFF = (0.5, 1, 2, 4, 8)
+# How often a running stream counts its tokens against the user's daily budget.
+_BUDGET_CHECK_SECONDS = 1.0
+_NOT_RETRYABLE = {"retryable": False}
 
 _CANCELLED = {
     "stopped": "The answer was stopped.",
@@ -47,9 +50,12 @@ async def start(log: StreamLog, messages: list[Message]) -> None:
 
 @dataclass
 class _Progress:
+    prompt_tokens: int = 0  # estimated, until the provider reports usage
     started: float = field(default_factory=time.monotonic)
     ttft_ms: int | None = None
     usage: Usage | None = None
+    attempts: int = 0
+    charged: int = 0  # tokens counted against the daily budget so far
     pending_cr: bool = False
 
     def normalise(self, text: str) -> str:
@@ -74,32 +80,19 @@ async def _run(
     messages: list[Message],
     reasons: list[str],
 ) -> None:
-    progress = _Progress()
-    provider = providers.get(log.provider)
+    progress = _Progress(prompt_tokens=_estimate_messages(messages))
     ending = Ending(StreamLog.Status.COMPLETED)
     try:
-        checkpoint = time.monotonic() + settings.STREAM_CHECKPOINT_SECONDS
-        deltas = provider.stream(
-            messages, model=log.model, max_tokens=settings.MAX_OUTPUT_TOKENS
-        )
-        # Closing it closes the upstream connection even when a cancel lands while this
-        # task awaits something else (a checkpoint), with the stream paused at a yield.
-        async with aclosing(deltas):
-            async for item in deltas:
-                if isinstance(item, Usage):
-                    progress.usage = item
-                    continue
-                text = progress.normalise(item.text)
-                if not text:
-                    continue
-                if progress.ttft_ms is None:
-                    progress.ttft_ms = progress.elapsed_ms()
-                broadcast.append(text)
-                if time.monotonic() >= checkpoint:
-                    checkpoint = time.monotonic() + settings.STREAM_CHECKPOINT_SECONDS
-                    await _save(log.pk, response=str(broadcast.text))
+        # charge() counts before it raises, so record the charge first.
+        progress.charged = progress.prompt_tokens
+        await limits.charge(log.user_id, progress.prompt_tokens)
+        await _generate(log, broadcast, messages, progress)
     except ProviderError as error:
         ending = _error_ending(StreamLog.Status.ERROR, error.code, error.message, error)
+    except limits.LimitExceeded as exceeded:
+        ending = Ending(
+            StreamLog.Status.CANCELLED, error=exceeded.as_dict() | _NOT_RETRYABLE
+        )
     except asyncio.CancelledError:
         reason = reasons[0] if reasons else "stopped"
         ending = _error_ending(StreamLog.Status.CANCELLED, reason, _CANCELLED[reason])
@@ -110,6 +103,85 @@ async def _run(
         ending = _error_ending(StreamLog.Status.ERROR, "internal", message)
     finally:
         await _finish(log, broadcast, progress, ending)
+
+
+async def _generate(
+    log: StreamLog,
+    broadcast: hub.Broadcast,
+    messages: list[Message],
+    progress: _Progress,
+) -> None:
+    """Relay the provider's answer into the broadcast, retrying only before the first
+    token (after it, a retry would repeat text)."""
+    provider = providers.get(log.provider)
+    while True:
+        progress.attempts += 1
+        try:
+            await _relay(log, broadcast, provider, messages, progress)
+            return
+        except ProviderError as error:
+            if progress.ttft_ms is not None:
+                raise
+            elapsed = time.monotonic() - progress.started
+            delay = providers.retry_delay(progress.attempts, error, elapsed=elapsed)
+            if delay is None:
+                raise
+            logger.info(
+                "stream %s: attempt %s failed (%s); retrying in %.2fs",
+                log.pk,
+                progress.attempts,
+                error.code,
+                delay,
+            )
+            await asyncio.sleep(delay)
+
+
+async def _relay(
+    log: StreamLog,
+    broadcast: hub.Broadcast,
+    provider: providers.Provider,
+    messages: list[Message],
+    progress: _Progress,
+) -> None:
+    now = time.monotonic()
+    checkpoint = now + settings.STREAM_CHECKPOINT_SECONDS
+    budget_check = now + _BUDGET_CHECK_SECONDS
+    deltas = provider.stream(
+        messages, model=log.model, max_tokens=settings.MAX_OUTPUT_TOKENS
+    )
+    # Closing it closes the upstream connection even when a cancel lands while this
+    # task awaits something else (a checkpoint), with the stream paused at a yield.
+    async with aclosing(deltas):
+        async for item in deltas:
+            if isinstance(item, Usage):
+                progress.usage = item
+                continue
+            text = progress.normalise(item.text)
+            if not text:
+                continue
+            if progress.ttft_ms is None:
+                progress.ttft_ms = progress.elapsed_ms()
+            broadcast.append(text)
+            now = time.monotonic()
+            if now >= budget_check:
+                budget_check = now + _BUDGET_CHECK_SECONDS
+                await _charge_output(log, broadcast, progress)
+            if now >= checkpoint:
+                checkpoint = now + settings.STREAM_CHECKPOINT_SECONDS
+                await _save(log.pk, response=str(broadcast.text))
+
+
+async def _charge_output(
+    log: StreamLog, broadcast: hub.Broadcast, progress: _Progress
+) -> None:
+    """Count the answer so far against the user's daily budget (raises when spent)."""
+    spent = progress.prompt_tokens + limits.estimate_tokens_for_length(broadcast.length)
+    charged, progress.charged = progress.charged, spent
+    await limits.charge(log.user_id, spent - charged)
+
+
+def _estimate_messages(messages: list[Message]) -> int:
+    return sum(limits.estimate_tokens(message["content"]) for message in messages)
 
 
 def _error_ending(
@@ -128,7 +200,7 @@ def _error_ending(
 async def _finish(
     log: StreamLog, broadcast: hub.Broadcast, progress: _Progress, ending: Ending
 ) -> None:
-    usage = progress.usage or Usage(None, None)
+    usage, estimated = _usage(progress, broadcast)
     if ending.status == StreamLog.Status.COMPLETED:
         ending = Ending(ending.status, usage=_usage_dict(usage))
     broadcast.end(ending)
@@ -143,15 +215,19 @@ async def _finish(
         "duration_ms": duration_ms,
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
+        "tokens_estimated": estimated,
+        "attempts": max(progress.attempts, 1),
         "finished_at": timezone.now(),
     }
     try:
         await _save_final(log.pk, fields)
     finally:
         await hub.get().close(log.pk)
+        await _settle_budget(log, progress, usage)
     logger.info(
         "stream finished id=%s user=%s provider=%s model=%s status=%s ttft_ms=%s "
-        "duration_ms=%s input_tokens=%s output_tokens=%s chars=%s",
+        "duration_ms=%s input_tokens=%s output_tokens=%s estimated=%s attempts=%s "
+        "chars=%s",
         log.pk,
         log.user_id,
         log.provider,
@@ -161,8 +237,36 @@ async def _finish(
         duration_ms,
         usage.input_tokens,
         usage.output_tokens,
+        estimated,
+        fields["attempts"],
         broadcast.length,
     )
+
+
+def _usage(progress: _Progress, broadcast: hub.Broadcast) -> tuple[Usage, bool]:
+    """The provider's usage, with our estimate for whatever it did not report
+    (stopped, failed and orphaned streams), and whether anything was estimated."""
+    reported = progress.usage or Usage(None, None)
+    input_tokens, output_tokens = reported.input_tokens, reported.output_tokens
+    estimated = input_tokens is None or output_tokens is None
+    if input_tokens is None:
+        input_tokens = progress.prompt_tokens if progress.attempts else 0
+    if output_tokens is None:
+        output_tokens = limits.estimate_tokens_for_length(broadcast.length)
+    return Usage(input_tokens, output_tokens), estimated
+
+
+async def _settle_budget(log: StreamLog, progress: _Progress, usage: Usage) -> None:
+    """Replace the running estimate with the final count, and free the stream's slot."""
+    try:
+        spent = (usage.input_tokens or 0) + (usage.output_tokens or 0)
+        await limits.charge(log.user_id, spent - progress.charged)
+    except limits.LimitExceeded:
+        pass  # the answer is over; the next start will be refused
+    except Exception:
+        logger.exception("stream %s: could not update the token budget", log.pk)
+    finally:
+        await limits.release(log.user_id)
 
 
 def _usage_dict(usage: Usage) -> dict[str, int | None]:

@@ -106,6 +106,13 @@ class StreamLog(models.Model):
     duration_ms = models.PositiveIntegerField(null=True)
     input_tokens = models.PositiveIntegerField(null=True)
     output_tokens = models.PositiveIntegerField(null=True)
+    # True when the provider reported no usage (stopped, failed or orphaned streams) and
+    # the counts above are our estimate from the text.
+    tokens_estimated = models.BooleanField(default=False)
+    attempts = models.PositiveSmallIntegerField(
+        default=1,
+        help_text="provider calls made, retries before the first token included",
+    )
     client_addr = models.GenericIPAddressField(null=True)
     user_agent = models.CharField(max_length=512, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -158,6 +165,22 @@ class Message(models.Model):
         if self.role == self.Role.USER:
             return self.content
         return self.stream.response if self.stream else ""
+
+
+class UsageLimit(models.Model):
+    """One user's own limits; an empty field means the site-wide default (settings)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_limit"
+    )
+    concurrent_streams = models.PositiveIntegerField(null=True, blank=True)
+    starts_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_day = models.PositiveIntegerField(
+        null=True, blank=True, help_text="0 means unlimited"
+    )
+
+    def __str__(self) -> str:
+        return f"Limits of {self.user}"
 
 
 class ApiToken(models.Model):

@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from streaming import conversations, generation, hub, sse
+from streaming import conversations, generation, hub, limits, sse
 from streaming.auth import api_auth, error
 from streaming.forms import StartForm
 from streaming.models import StreamLog
@@ -34,7 +34,10 @@ async def chat_stream(request: HttpRequest) -> HttpResponse:
     form = StartForm(request.GET, single_turn=True)
     if not form.is_valid():
         return _invalid(form)
-    log = (await _start(request, form, new_conversation=False)).log
+    try:
+        log = (await _start(request, form, new_conversation=False)).log
+    except limits.LimitExceeded as exceeded:
+        return _over_limit(exceeded)
     return await _stream(log, after=0, id_prefix=f"{log.pk}:")
 
 
@@ -56,6 +59,8 @@ async def start_stream(request: HttpRequest) -> HttpResponse:
         return error(404, "not_found", "No such conversation.")
     except conversations.NothingToRegenerate:
         return error(400, "bad_request", "There is no prompt to answer again.")
+    except limits.LimitExceeded as exceeded:
+        return _over_limit(exceeded)
     await _release_connection()
     log, conversation = turn.log, turn.conversation
     body = {
@@ -72,7 +77,7 @@ async def start_stream(request: HttpRequest) -> HttpResponse:
 @require_GET
 @api_auth()
 async def stream_events(request: HttpRequest, stream_id: int) -> HttpResponse:
-    return await _events(request, stream_id, _last_event_id(request) or "0")
+    return await _events(request, stream_id, _last_event_id(request))
 
 
 @require_POST
@@ -89,20 +94,23 @@ async def stop_stream(request: HttpRequest, stream_id: int) -> HttpResponse:
 
 
 async def _events(
-    request: HttpRequest, stream_id: int, offset: str, *, id_prefix: str = ""
+    request: HttpRequest, stream_id: int, offset: str | None, *, id_prefix: str = ""
 ) -> HttpResponse:
+    """Follow a stream from `offset`, the client's last event id (None: from the start)."""
     log = await _owned_log(request, stream_id)
     if log is None:
         return _not_found()
     known = hub.get().known_length(log)
-    if not _NUMBER.match(offset) or (known is not None and int(offset) > known):
+    after = "0" if offset is None else offset
+    if not _NUMBER.match(after) or (known is not None and int(after) > known):
         return error(
             400, "bad_last_event_id", "Last-Event-ID is not an offset of this stream."
         )
-    if log.is_finished and int(offset) == known:
-        # Everything was delivered: 204 tells EventSource to stop reconnecting.
+    if offset is not None and log.is_finished and int(after) == known:
+        # A reconnect that already has everything: 204 tells EventSource to stop.
+        # A first connection gets the ending frame, even after an empty answer.
         return HttpResponse(status=204)
-    return await _stream(log, after=int(offset), id_prefix=id_prefix)
+    return await _stream(log, after=int(after), id_prefix=id_prefix)
 
 
 async def _stream(log: StreamLog, *, after: int, id_prefix: str) -> HttpResponse:
@@ -120,18 +128,25 @@ async def _frames(log: StreamLog, *, after: int, id_prefix: str) -> AsyncIterato
 async def _start(
     request: HttpRequest, form: StartForm, *, new_conversation: bool
 ) -> conversations.Turn:
+    """Take a stream slot (raises `limits.LimitExceeded`), write the rows, start."""
     data = form.cleaned_data
-    turn = await sync_to_async(conversations.begin)(
-        request.user,
-        prompt=data["prompt"],
-        provider=data["provider"],
-        model=data["model"],
-        conversation_id=data["conversation"],
-        new_conversation=new_conversation,
-        regenerate=data["regenerate"],
-        client_addr=request.META.get("REMOTE_ADDR") or None,
-        user_agent=request.headers.get("User-Agent", ""),
-    )
+    await limits.acquire(request.user.pk)
+    try:
+        turn = await sync_to_async(conversations.begin)(
+            request.user,
+            prompt=data["prompt"],
+            provider=data["provider"],
+            model=data["model"],
+            conversation_id=data.get("conversation"),
+            new_conversation=new_conversation,
+            regenerate=data.get("regenerate", False),
+            client_addr=request.META.get("REMOTE_ADDR") or None,
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+    except BaseException:
+        await limits.release(request.user.pk)
+        raise
+    # From here the generation owns the slot and gives it back when it ends.
     await generation.start(turn.log, turn.messages)
     return turn
 
@@ -173,6 +188,14 @@ def _invalid(form: StartForm) -> JsonResponse:
     if form.is_too_long:
         return error(413, "too_large", form.message())
     return error(400, "bad_request", form.message(), fields=form.errors.get_json_data())
+
+
+def _over_limit(exceeded: limits.LimitExceeded) -> JsonResponse:
+    response = error(
+        429, exceeded.code, exceeded.message, retry_after=exceeded.retry_after
+    )
+    response["Retry-After"] = str(exceeded.retry_after)
+    return response
 
 
 def _not_found() -> JsonResponse:

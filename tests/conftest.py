@@ -66,6 +66,15 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _no_limits(settings) -> None:
+    """Limits get their own tests; elsewhere they must not get in the way."""
+    settings.LIMIT_CONCURRENT_STREAMS = 1000
+    settings.LIMIT_STARTS_PER_MINUTE = 100_000
+    settings.LIMIT_TOKENS_PER_DAY = 0
+    settings.LOGIN_THROTTLE_ATTEMPTS = 1000
+
+
+@pytest.fixture(autouse=True)
 def _mark_logs(request: pytest.FixtureRequest) -> None:
     """Remember where each subprocess log stood, to show what this test added."""
     request.node.stash[_LOG_MARKS] = {path: path.stat().st_size for _, path in LOGS}
@@ -266,6 +275,15 @@ def relay_env(django_db_setup, provider_server, anthropic_server) -> dict[str, s
         STREAM_CHECKPOINT_SECONDS="0.2",
         STREAM_LEASE_SECONDS="5",
         SSE_HEARTBEAT_SECONDS="15",
+        # Production settings, served over plain HTTP on loopback.
+        SECURE_SSL_REDIRECT="false",
+        SECURE_HSTS_SECONDS="0",
+        # Keys and channel groups of this session only, whoever else uses the Redis.
+        REDIS_PREFIX=f"test-{uuid.uuid4().hex[:8]}",
+        # Limits get their own tests; elsewhere they must not get in the way.
+        LIMIT_CONCURRENT_STREAMS="1000",
+        LIMIT_STARTS_PER_MINUTE="100000",
+        LIMIT_TOKENS_PER_DAY="0",
     )
     return env
 

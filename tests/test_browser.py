@@ -8,6 +8,8 @@ import os
 import re
 import socket
 import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -94,6 +96,15 @@ def shot(page, name: str) -> None:
     page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
 
 
+def finished(log: StreamLog, timeout: float = 10) -> StreamLog:
+    """The log once its outcome is written (viewers see the end a moment before)."""
+    deadline = time.monotonic() + timeout
+    while not log.is_finished and time.monotonic() < deadline:
+        time.sleep(0.05)
+        log.refresh_from_db()
+    return log
+
+
 def words(text: str) -> str:
     return " ".join(text.split())
 
@@ -128,7 +139,7 @@ def test_it_logs_in_and_streams_an_answer_that_grows(page, site, alice):
         .inner_text()
         .startswith("Count for me")
     )
-    log = StreamLog.objects.get(user=alice)
+    log = finished(StreamLog.objects.get(user=alice))
     assert log.status == StreamLog.Status.COMPLETED
     assert log.response == expected_answer(**options)
     shot(page, "03-done")
@@ -175,7 +186,7 @@ def test_stop_keeps_the_partial_answer(page, site, alice, upstream):
     )
     shown = words(answer(page).inner_text())
     assert shown and "t10" in shown and "t399" not in shown
-    log = StreamLog.objects.get(user=alice)
+    log = finished(StreamLog.objects.get(user=alice))
     assert (log.status, log.error_code) == (StreamLog.Status.CANCELLED, "stopped")
     assert words(log.response) == shown
     shot(page, "05-stopped")
@@ -302,7 +313,7 @@ def test_a_cut_connection_resumes_from_the_last_event_id(page, site, alice):
         assert words(answer(page).inner_text()) == words(expected_answer(**options))
     finally:
         proxy.close()
-    stream = StreamLog.objects.get(user=alice)
+    stream = finished(StreamLog.objects.get(user=alice))
     assert re.search(rf"GET /streams/{stream.pk}/events\?last_event_id=\d+", site.log())
     assert stream.response == expected_answer(**options)
 
@@ -369,5 +380,72 @@ def test_a_100000_character_answer_renders_completely(page, site, alice):
     assert len(expected_answer(**options)) == 100_000
     assert answer(page).locator("p").count() == 1000
     assert answer(page).locator("strong").count() == 1000
-    log = StreamLog.objects.get(user=alice)
+    log = finished(StreamLog.objects.get(user=alice))
     assert log.response == expected_answer(**options)
+
+
+class OtherSite:
+    """A page on another origin (another port of 127.0.0.1), serving `html`."""
+
+    def __init__(self, html: str) -> None:
+        body = html.encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_another_site_cannot_start_a_paid_stream_with_the_session(page, site, alice):
+    log_in(page, site.url, alice)
+    target = f"{site.url}/chat/stream?prompt=" + "attack%20" + "%5Bfake%3Ftokens%3D3%5D"
+    other = OtherSite(
+        f"""<!doctype html><body>
+        <img src="{target}&via=img">
+        <script src="{target}&via=script"></script>
+        <iframe src="{target}&via=iframe"></iframe>
+        <form id="f" method="post" action="{site.url}/streams/">
+          <input name="prompt" value="attack by form"></form>
+        <script>
+          const source = new EventSource("{target}&via=eventsource", {{withCredentials: true}});
+          source.onerror = () => source.close();
+          fetch("{target}&via=fetch", {{credentials: "include", mode: "no-cors"}});
+          document.getElementById("f").submit();
+        </script></body>"""
+    )
+    try:
+        page.goto(other.url)
+        page.wait_for_load_state("load")
+        page.wait_for_timeout(1500)  # let every request reach the relay
+    finally:
+        other.close()
+
+    assert not StreamLog.objects.filter(user=alice).exists()
+    log = site.log()
+    for via in ("img", "script", "iframe", "eventsource", "fetch"):
+        assert re.search(
+            rf'"GET /chat/stream\?prompt=attack[^"]*via={via}[^"]*" 403', log
+        ), via
+    assert re.search(r'"POST /streams/" 403', log)
+
+    # The same session from our own page works.
+    page.goto(f"{site.url}/")
+    send(page, "mine " + fake(tokens=3, pattern="counter"))
+    page.wait_for_function(
+        "() => document.querySelector('#status').textContent === 'Done.'"
+    )
+    assert StreamLog.objects.filter(user=alice).count() == 1

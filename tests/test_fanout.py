@@ -117,7 +117,12 @@ async def test_lost_fanout_messages_are_replayed_exactly(
 ):
     # The core layer drops group messages silently past a channel's capacity; pausing
     # the viewing process makes it a slow consumer, so messages are really lost.
-    layer = {"REDIS_CHANNEL_LAYER": "core", "REDIS_CHANNEL_CAPACITY": 1}
+    layer = {
+        "REDIS_CHANNEL_LAYER": "core",
+        "REDIS_CHANNEL_CAPACITY": 1,
+        # A paused process must not be taken for a dead one.
+        "STREAM_LEASE_SECONDS": 30,
+    }
     a = start_relay(instance="a-core", **layer)
     b = start_relay(instance="b-core", **layer)
     options = {"tokens": 150, "delay_ms": 10, "pattern": "counter"}
@@ -133,6 +138,6 @@ async def test_lost_fanout_messages_are_replayed_exactly(
             os.kill(b.process.pid, signal.SIGCONT)
         seen = await reading
 
+    assert seen.events[-1].event == "done", seen.events[-1]
     assert token_text(seen.events) == expected_answer(**options)
-    assert seen.events[-1].event == "done"
     assert "fan-out gap" in b.log()

@@ -9,6 +9,7 @@ HTTP connection.
 """
 
 import asyncio
+import random
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -115,6 +116,28 @@ class PerLoop:
         if loop not in self._clients:
             self._clients[loop] = self._make()
         return self._clients[loop]
+
+
+def retry_delay(attempt: int, error: ProviderError, *, elapsed: float) -> float | None:
+    """Seconds to wait before attempt `attempt + 1`, or None to give up.
+
+    The one place retries are decided: the SDK clients are built with `max_retries=0`,
+    and generation retries only before the first token. Exponential backoff with full
+    jitter; a provider's Retry-After wins (up to PROVIDER_RETRY_MAX_WAIT_SECONDS); at
+    most PROVIDER_MAX_RETRIES retries within PROVIDER_RETRY_BUDGET_SECONDS in all.
+    """
+    if not error.retryable or attempt > settings.PROVIDER_MAX_RETRIES:
+        return None
+    cap = settings.PROVIDER_RETRY_MAX_WAIT_SECONDS
+    if error.retry_after is not None:
+        delay = min(error.retry_after, cap)
+    else:
+        delay = random.uniform(
+            0, min(cap, settings.PROVIDER_RETRY_BASE_SECONDS * 2**attempt)
+        )
+    if elapsed + delay > settings.PROVIDER_RETRY_BUDGET_SECONDS:
+        return None
+    return delay
 
 
 def error_for_status(status: int, headers: Mapping[str, str]) -> ProviderError:

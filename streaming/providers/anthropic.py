@@ -45,7 +45,7 @@ class AnthropicProvider:
             lambda: anthropic.AsyncAnthropic(
                 api_key=settings.ANTHROPIC_API_KEY,
                 base_url=settings.ANTHROPIC_BASE_URL,
-                max_retries=settings.PROVIDER_MAX_RETRIES,
+                max_retries=0,  # generation retries (providers.retry_delay)
                 timeout=anthropic.Timeout(
                     settings.PROVIDER_STALL_TIMEOUT_SECONDS,
                     connect=settings.PROVIDER_CONNECT_TIMEOUT_SECONDS,

@@ -33,7 +33,7 @@ class OpenAIProvider:
             lambda: openai.AsyncOpenAI(
                 api_key=settings.OPENAI_API_KEY,
                 base_url=settings.OPENAI_BASE_URL,
-                max_retries=settings.PROVIDER_MAX_RETRIES,
+                max_retries=0,  # generation retries (providers.retry_delay)
                 timeout=openai.Timeout(
                     settings.PROVIDER_STALL_TIMEOUT_SECONDS,
                     connect=settings.PROVIDER_CONNECT_TIMEOUT_SECONDS,

@@ -1,0 +1,135 @@
+"""Per-user limits: concurrent streams, stream starts per minute, tokens per day.
+
+Counters live in Django's cache (Redis in production), so they hold across workers,
+and every check is one atomic increment, never a read followed by a write: twenty
+simultaneous starts against a limit of three start exactly three.
+"""
+
+import math
+import time
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.cache import cache
+
+from streaming.models import UsageLimit
+
+# A concurrency slot leaked by a killed worker frees itself after this long.
+_SLOT_TTL = 3600
+
+
+class LimitExceeded(Exception):
+    def __init__(self, code: str, message: str, retry_after: int):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "retry_after": self.retry_after,
+        }
+
+
+@dataclass(frozen=True)
+class Limits:
+    concurrent_streams: int
+    starts_per_minute: int
+    tokens_per_day: int  # 0: unlimited
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token, as the providers' own rule of thumb says."""
+    return estimate_tokens_for_length(len(text))
+
+
+def estimate_tokens_for_length(characters: int) -> int:
+    return math.ceil(characters / 4)
+
+
+@sync_to_async
+def limits_for(user_id: int) -> Limits:
+    own = UsageLimit.objects.filter(user_id=user_id).first()
+
+    def pick(field: str, default: int) -> int:
+        value = getattr(own, field, None) if own else None
+        return default if value is None else value
+
+    return Limits(
+        concurrent_streams=pick(
+            "concurrent_streams", settings.LIMIT_CONCURRENT_STREAMS
+        ),
+        starts_per_minute=pick("starts_per_minute", settings.LIMIT_STARTS_PER_MINUTE),
+        tokens_per_day=pick("tokens_per_day", settings.LIMIT_TOKENS_PER_DAY),
+    )
+
+
+async def acquire(user_id: int) -> None:
+    """Take a stream slot for the user, or raise `LimitExceeded` (nothing is taken)."""
+    limits = await limits_for(user_id)
+    now = time.time()
+    if limits.tokens_per_day:
+        used = await cache.aget(_day_key(user_id, now), 0)
+        if used >= limits.tokens_per_day:
+            raise _budget_exceeded(now)
+    minute = int(now // 60)
+    starts = await _increment(f"limit:starts:{user_id}:{minute}", ttl=120)
+    if starts > limits.starts_per_minute:
+        wait = 60 - int(now % 60)
+        message = f"At most {limits.starts_per_minute} streams a minute; try again in {wait} s."
+        raise LimitExceeded("rate_limited", message, wait)
+    slot_key = f"limit:concurrent:{user_id}"
+    taken = await _increment(slot_key, ttl=_SLOT_TTL)
+    await cache.atouch(slot_key, _SLOT_TTL)
+    if taken > limits.concurrent_streams:
+        await _increment(slot_key, ttl=_SLOT_TTL, by=-1)
+        message = (
+            f"At most {limits.concurrent_streams} streams at once; "
+            "wait for one to finish or stop it."
+        )
+        raise LimitExceeded("rate_limited", message, 5)
+
+
+async def release(user_id: int) -> None:
+    """Give back the slot `acquire` took."""
+    await _increment(f"limit:concurrent:{user_id}", ttl=_SLOT_TTL, by=-1)
+
+
+async def charge(user_id: int, tokens: int) -> None:
+    """Add `tokens` (negative to correct an estimate) to today's count; raise
+    `LimitExceeded` once it is over the user's budget."""
+    if not tokens:
+        return
+    now = time.time()
+    used = await _increment(_day_key(user_id, now), ttl=2 * 86400, by=tokens)
+    if tokens < 0:
+        return
+    limits = await limits_for(user_id)
+    if limits.tokens_per_day and used > limits.tokens_per_day:
+        raise _budget_exceeded(now)
+
+
+def _budget_exceeded(now: float) -> LimitExceeded:
+    wait = 86400 - int(now % 86400)
+    message = "Today's token budget is spent; it renews at midnight UTC."
+    return LimitExceeded("budget_exceeded", message, wait)
+
+
+def _day_key(user_id: int, now: float) -> str:
+    return f"limit:tokens:{user_id}:{int(now // 86400)}"
+
+
+@sync_to_async
+def _increment(key: str, *, ttl: int, by: int = 1) -> int:
+    # The cache's sync incr: atomic in Redis (INCRBY) and in the local-memory cache
+    # (under its lock). Django's async aincr() is a get followed by a set, which would
+    # let simultaneous starts all pass.
+    cache.add(key, 0, ttl)
+    try:
+        return cache.incr(key, by)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 0, ttl)
+        return cache.incr(key, by)
