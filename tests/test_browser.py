@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from helpers import BASE_DIR, expected_answer, fake, free_port, new_key
 
-from streaming.models import StreamLog
+from streaming.models import Conversation, StreamLog
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -449,3 +449,49 @@ def test_another_site_cannot_start_a_paid_stream_with_the_session(page, site, al
         "() => document.querySelector('#status').textContent === 'Done.'"
     )
     assert StreamLog.objects.filter(user=alice).count() == 1
+
+
+def test_copy_puts_the_raw_markdown_on_the_clipboard(browser, site, alice):
+    context = browser.new_context(permissions=["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    try:
+        text = "# Heading\n\n- one\n- **two**\n"
+        log_in(page, site.url, alice)
+        send(page, "copy " + fake(pattern="fixed", text=text, tokens=1))
+        page.wait_for_function(
+            "() => document.querySelector('#status').textContent === 'Done.'"
+        )
+        page.locator(".message.assistant .copy").last.click()
+        page.wait_for_function(
+            "() => document.querySelector('#status').textContent === 'Copied.'"
+        )
+        assert page.evaluate("() => navigator.clipboard.readText()") == text
+    finally:
+        context.close()
+
+
+def test_a_conversation_is_renamed_and_deleted_after_confirmation(page, site, alice):
+    log_in(page, site.url, alice)
+    send(page, "first chat " + fake(tokens=3, pattern="counter"))
+    page.wait_for_function(
+        "() => document.querySelector('#status').textContent === 'Done.'"
+    )
+    page.reload()  # the header's rename/delete controls come with the conversation page
+
+    page.get_by_text("Rename or delete").click()
+    page.get_by_label("Title").fill("Renamed chat")
+    page.get_by_role("button", name="Rename").click()
+    assert page.locator("#chat-title").inner_text() == "Renamed chat"
+    assert page.locator("#conversations .current a").inner_text() == "Renamed chat"
+
+    page.get_by_text("Rename or delete").click()
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.get_by_role("button", name="Delete conversation").click()
+    assert Conversation.objects.filter(owner=alice).count() == 1
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete conversation").click()
+    page.wait_for_url(f"{site.url}/")
+    assert not Conversation.objects.filter(owner=alice).exists()
+    assert StreamLog.objects.filter(user=alice).count() == 1  # the record stays
+    assert page.locator("#conversations .empty").is_visible()

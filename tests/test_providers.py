@@ -8,6 +8,7 @@ from helpers import (
     expected_answer,
     fake,
     finished_log,
+    free_port,
     new_key,
     offsets,
     prompt_tokens,
@@ -223,3 +224,33 @@ async def test_a_viewer_of_a_stream_that_failed_at_once_gets_the_live_error(
         assert [e.event for e in each.events] == ["meta", "error"]
         error = json.loads(each.events[-1].data)
         assert (error["code"], error["retry_after"]) == ("rate_limited", 7)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_provider_that_refuses_connections_is_unavailable(
+    start_relay, alice, alice_token, provider
+):
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    relay = start_relay(OPENAI_BASE_URL=f"{closed}/v1", ANTHROPIC_BASE_URL=closed)
+
+    received = await _ask(relay, alice_token, provider, "Anyone there?")
+
+    error = json.loads(received.events[-1].data)
+    assert (received.events[-1].event, error["code"]) == ("error", "unavailable")
+    assert error["retryable"] is True
+    assert closed not in received.everything()
+    log = await finished_log(stream_id(received))
+    assert (log.status, log.error_code, log.response) == ("error", "unavailable", "")
+
+
+async def test_the_provider_key_never_reaches_the_relays_log(
+    relay, alice_token, provider_key
+):
+    for provider in PROVIDERS:
+        await _ask(relay, alice_token, provider, "Fail " + fake(status=401))
+        await _ask(relay, alice_token, provider, "Fail " + fake(status=500))
+        await _ask(relay, alice_token, provider, "Fine " + fake(tokens=3))
+
+    log = relay.log()
+    assert "stream finished" in log
+    assert provider_key not in log
