@@ -2,8 +2,10 @@ from django.contrib import admin
 from django.urls import include, path
 
 from streaming.accounts import LoginView
+from streaming.health import healthz
 
 urlpatterns = [
+    path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),

@@ -6,7 +6,7 @@ class StreamingConfig(AppConfig):
     verbose_name = "Streaming"
 
     def ready(self) -> None:
-        from streaming import providers
+        from streaming import checks, providers  # noqa: F401 - checks register themselves
 
         # Import the provider SDKs now rather than on the first request (about 2 s).
         providers.configured()

@@ -128,6 +128,8 @@ def test_production_settings_pass_the_deploy_check():
         ALLOWED_HOSTS="chat.example.com",
         CSRF_TRUSTED_ORIGINS="https://chat.example.com",
         SECURE_PROXY_SSL_HEADER="true",
+        # Production runs several processes, so the deploy check wants Redis.
+        REDIS_URL="redis://127.0.0.1:6379/0",
     )
 
     result = subprocess.run(
