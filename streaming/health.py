@@ -11,6 +11,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from streaming import hub
+
 _TIMEOUT = 2.0
 
 
@@ -19,6 +21,9 @@ _TIMEOUT = 2.0
 async def healthz(request: HttpRequest) -> JsonResponse:
     """200 when the database, the cache and a channel-layer round trip all work, else
     503; the body says which part failed (never how it is configured)."""
+    # The hub keeps this process's stream leases and reaps abandoned streams: a probe
+    # after a restart starts it even before the first stream request.
+    hub.get()
     checks = {
         "database": _database(),
         "cache": _cache(),

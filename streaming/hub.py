@@ -25,7 +25,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from streaming import background, sse
+from streaming import background, leases, sse
 from streaming.feed import Ending, Feed
 from streaming.models import StreamLog
 from streaming.providers import ProviderError
@@ -330,7 +330,8 @@ def get() -> Hub:
     """The hub of the running event loop (one per process under daphne)."""
     loop = asyncio.get_running_loop()
     if loop not in _hubs:
-        _hubs[loop] = Hub()
+        hub = _hubs[loop] = Hub()
+        background.spawn(leases.keep(lambda: hub.owned.keys()))
     return _hubs[loop]
 
 
