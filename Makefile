@@ -20,8 +20,9 @@ run: install
 	$(BIN)/python manage.py ensure_admin
 	$(MAKE) --no-print-directory serve
 
+# daphne behind `manage.py serve`, which drains streams on SIGTERM (the production command).
 serve:
-	$(BIN)/python -m daphne -e tcp:port=$(PORT):interface=$(HOST):backlog=2048 config.asgi:application
+	$(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
 
 lint: install
 	$(BIN)/ruff check .

@@ -30,6 +30,7 @@ _FINAL_WRITE_BACKOFF = (0.5, 1, 2, 4, 8)
 _BUDGET_CHECK_SECONDS = 1.0
 _NOT_RETRYABLE = {"retryable": False}
 
+_SHUTDOWN = "The server restarted before the answer was complete; try again."
 _CANCELLED = {
     "stopped": "The answer was stopped.",
     "orphaned": "Nobody was watching the answer, so it was stopped.",
@@ -95,7 +96,14 @@ async def _run(
         )
     except asyncio.CancelledError:
         reason = reasons[0] if reasons else "stopped"
-        ending = _error_ending(StreamLog.Status.CANCELLED, reason, _CANCELLED[reason])
+        if reason == "shutdown":
+            ending = _error_ending(
+                StreamLog.Status.INTERRUPTED, "interrupted", _SHUTDOWN, retryable=True
+            )
+        else:
+            ending = _error_ending(
+                StreamLog.Status.CANCELLED, reason, _CANCELLED[reason]
+            )
         raise
     except Exception:
         logger.exception("stream %s failed", log.pk)
@@ -185,12 +193,17 @@ def _estimate_messages(messages: list[Message]) -> int:
 
 
 def _error_ending(
-    status: str, code: str, message: str, error: ProviderError | None = None
+    status: str,
+    code: str,
+    message: str,
+    error: ProviderError | None = None,
+    *,
+    retryable: bool = False,
 ) -> Ending:
     payload = {
         "code": code,
         "message": message,
-        "retryable": bool(error and error.retryable),
+        "retryable": retryable or bool(error and error.retryable),
     }
     if error is not None and error.retry_after is not None:
         payload["retry_after"] = error.retry_after

@@ -44,6 +44,10 @@ ENDED_LINGER = 5.0
 _RETRYABLE_CODES = {e.code for e in ProviderError.__subclasses__() if e.retryable}
 
 
+class Draining(Exception):
+    """This process is shutting down and takes no new streams."""
+
+
 def owner_group(stream_id: int) -> str:
     return f"stream.{stream_id}.owner"
 
@@ -115,6 +119,7 @@ class Hub:
         self.channel: str | None = None
         self._started = asyncio.Lock()
         self._ticker: asyncio.Task[None] | None = None
+        self.draining = False  # set on shutdown: no new streams start here
 
     async def open(self, stream_id: int, cancel: Callable[[str], None]) -> Broadcast:
         broadcast = self.owned[stream_id] = Broadcast(stream_id, cancel)
@@ -174,6 +179,19 @@ class Hub:
                 }
                 return Feed(log.pk, log.response, Ending(log.status, error=error))
         return mirror
+
+    async def drain(self, seconds: float) -> None:
+        """Stop taking streams, let running ones finish for `seconds`, then end the
+        rest as interrupted (their viewers get a retryable error frame)."""
+        self.draining = True
+        deadline = time.monotonic() + seconds
+        while self.owned and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        for broadcast in list(self.owned.values()):
+            broadcast.cancel("shutdown")
+        deadline = time.monotonic() + 10
+        while self.owned and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
 
     def known_length(self, log: StreamLog) -> int | None:
         """How much of the answer exists, if this process can tell."""

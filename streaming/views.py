@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from streaming import conversations, generation, hub, limits, sse
-from streaming.auth import api_auth, error
+from streaming.auth import UNREADABLE_BODY, api_auth, error
 from streaming.forms import StartForm
 from streaming.models import StreamLog
 
@@ -38,6 +38,8 @@ async def chat_stream(request: HttpRequest) -> HttpResponse:
         log = (await _start(request, form, new_conversation=False)).log
     except limits.LimitExceeded as exceeded:
         return _over_limit(exceeded)
+    except hub.Draining:
+        return _draining()
     return await _stream(log, after=0, id_prefix=f"{log.pk}:")
 
 
@@ -61,6 +63,8 @@ async def start_stream(request: HttpRequest) -> HttpResponse:
         return error(400, "bad_request", "There is no prompt to answer again.")
     except limits.LimitExceeded as exceeded:
         return _over_limit(exceeded)
+    except hub.Draining:
+        return _draining()
     await _release_connection()
     log, conversation = turn.log, turn.conversation
     body = {
@@ -130,6 +134,8 @@ async def _start(
 ) -> conversations.Turn:
     """Take a stream slot (raises `limits.LimitExceeded`), write the rows, start."""
     data = form.cleaned_data
+    if hub.get().draining:
+        raise hub.Draining()
     await limits.acquire(request.user.pk)
     try:
         turn = await sync_to_async(conversations.begin)(
@@ -172,7 +178,12 @@ def _body(request: HttpRequest) -> QueryDict | dict:
         if not isinstance(data, dict):
             raise ValueError("The JSON body must be an object.")
         return {key: _form_value(value) for key, value in data.items()}
-    return request.POST
+    try:
+        return request.POST
+    except RequestDataTooBig:
+        raise
+    except UNREADABLE_BODY:
+        raise ValueError("The form body cannot be read.") from None
 
 
 def _form_value(value: object) -> str | None:
@@ -195,6 +206,12 @@ def _over_limit(exceeded: limits.LimitExceeded) -> JsonResponse:
         429, exceeded.code, exceeded.message, retry_after=exceeded.retry_after
     )
     response["Retry-After"] = str(exceeded.retry_after)
+    return response
+
+
+def _draining() -> JsonResponse:
+    response = error(503, "unavailable", "This server is restarting; try again now.")
+    response["Retry-After"] = "1"
     return response
 
 
