@@ -1,4 +1,12 @@
+import datetime as dt
+
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
+from django.db.models import Field
 from django.forms import Script
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -6,9 +14,27 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from streaming.models import ApiToken, Conversation, Message, StreamLog
+from streaming import usage
+from streaming.models import ApiToken, Conversation, Message, StreamLog, UsageLimit
 
 _MARKDOWN = Script("streaming/admin.js", type="module")
+# The settings behind each UsageLimit field left empty.
+_LIMIT_DEFAULTS = {
+    "concurrent_streams": "LIMIT_CONCURRENT_STREAMS",
+    "starts_per_minute": "LIMIT_STARTS_PER_MINUTE",
+    "tokens_per_day": "LIMIT_TOKENS_PER_DAY",
+}
+
+
+class UsageFilter(forms.Form):
+    days = forms.IntegerField(min_value=1, max_value=366)
+    user = forms.ModelChoiceField(
+        User.objects.all(),
+        to_field_name="username",
+        required=False,
+        widget=forms.TextInput(attrs={"placeholder": "everyone"}),
+        error_messages={"invalid_choice": "No user has this username."},
+    )
 
 
 @admin.register(StreamLog)
@@ -103,8 +129,10 @@ class StreamLogAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         live = self.admin_site.admin_view(self.live_view)
+        usage_view = self.admin_site.admin_view(self.usage_view)
         return [
             path("<int:stream_id>/live/", live, name="streaming_streamlog_live"),
+            path("usage/", usage_view, name="streaming_streamlog_usage"),
             *super().get_urls(),
         ]
 
@@ -120,11 +148,90 @@ class StreamLogAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/streaming/streamlog/live.html", context)
 
+    def usage_view(self, request: HttpRequest) -> HttpResponse:
+        """Streams and tokens per user per UTC day: a table and charts, or CSV."""
+        # Everyone's usage is stream-log data: show it to those who may see the logs.
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = UsageFilter({"days": "30"} | request.GET.dict())
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Usage",
+            "opts": self.model._meta,
+            "form": form,
+        }
+        template = "admin/streaming/streamlog/usage.html"
+        if not form.is_valid():
+            return TemplateResponse(request, template, context, status=400)
+        days, user = form.cleaned_data["days"], form.cleaned_data["user"]
+        since = usage.first_day(days)
+        rows = usage.rows(since=since, user_id=user.pk if user else None)
+        if request.GET.get("format") == "csv":
+            return _csv_response(usage.to_csv(rows), since=since)
+        daily = usage.daily(rows, since=since, until=usage.today())
+        scope = f"last {days} days" + (f", {user.username}" if user else "")
+        charts = usage.charts(daily, scope=scope)
+        context |= {"rows": rows, "totals": usage.totals(rows), "charts": charts}
+        return TemplateResponse(request, template, context)
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+def _csv_response(text: str, *, since: dt.date) -> HttpResponse:
+    response = HttpResponse(text, content_type="text/csv; charset=utf-8")
+    filename = f"usage-{since}-{usage.today()}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+class _LimitDefaultsHelp:
+    """Says under each limit field which site default an empty field stands for."""
+
+    def formfield_for_dbfield(self, db_field: Field, request: HttpRequest, **kwargs):
+        formfield = super().formfield_for_dbfield(db_field, request, **kwargs)
+        setting = _LIMIT_DEFAULTS.get(db_field.name)
+        if formfield is not None and setting:
+            default = getattr(settings, setting)
+            shown = (
+                "unlimited"
+                if setting == "LIMIT_TOKENS_PER_DAY" and not default
+                else f"{default:,}"
+            )
+            own = f"{db_field.help_text}. " if db_field.help_text else ""
+            formfield.help_text = f"{own}Empty: the site default ({shown})."
+        return formfield
+
+
+@admin.register(UsageLimit)
+class UsageLimitAdmin(_LimitDefaultsHelp, admin.ModelAdmin):
+    list_display = ("user", *_LIMIT_DEFAULTS)
+    list_select_related = ("user",)
+    search_fields = ("user__username",)
+    autocomplete_fields = ("user",)
+    empty_value_display = "default"
+
+
+class UsageLimitInline(_LimitDefaultsHelp, admin.StackedInline):
+    model = UsageLimit
+    max_num = 1
+    verbose_name_plural = "usage limits"
+    fields = tuple(_LIMIT_DEFAULTS)
+
+
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    inlines = [*BaseUserAdmin.inlines, UsageLimitInline]
+
+    def get_inline_instances(self, request: HttpRequest, obj: User | None = None):
+        # The add form stays Django's two-step one: limits come once the user exists.
+        return super().get_inline_instances(request, obj) if obj else []
 
 
 class MessageInline(admin.TabularInline):
