@@ -107,6 +107,14 @@ DATABASES = {
 # worker thread that keeps its connection and reconnects when it goes stale.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A bounded pool: a burst of requests waits for a connection instead of opening
+    # hundreds, and open streams hold none (the views hand theirs back first).
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": env.int("DATABASE_POOL_SIZE", default=10),
+        "timeout": env.float("DATABASE_POOL_TIMEOUT_SECONDS", default=20),
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so a daphne process started by the tests sees the test data.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test-db.sqlite3")}
