@@ -5,13 +5,20 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
 from streaming.models import ApiToken
 
 View = Callable[..., Awaitable[HttpResponse]]
+
+# What reading a form body raises, besides RequestDataTooBig: a malformed multipart
+# body, too many fields or files, a form charset other than UTF-8, or a charset Python
+# has no text codec for (`charset=rot13`). Django would answer 400 HTML, or 500.
+UNREADABLE_BODY = (BadRequest, MultiPartParserError, SuspiciousOperation, LookupError)
 
 
 def error(status: int, code: str, message: str, **extra: object) -> JsonResponse:
@@ -75,7 +82,15 @@ def _refuse_session(
     request: HttpRequest, same_origin_only: bool
 ) -> HttpResponse | None:
     if request.method not in ("GET", "HEAD", "OPTIONS", "TRACE"):
-        reason = CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})
+        # The check reads a form body for its token, which may not parse.
+        try:
+            reason = CsrfViewMiddleware(lambda r: None).process_view(
+                request, None, (), {}
+            )
+        except RequestDataTooBig:
+            return error(413, "too_large", "The request body is too large.")
+        except UNREADABLE_BODY:
+            return error(400, "bad_request", "The request body cannot be read.")
         if reason is not None:
             return error(
                 403, "csrf", "CSRF check failed; reload the page and try again."
@@ -97,7 +112,10 @@ def _is_same_origin(request: HttpRequest) -> bool:
     source = request.headers.get("Origin") or request.headers.get("Referer")
     if not source:
         return False
-    parts = urlsplit(source)
+    try:
+        parts = urlsplit(source)
+    except ValueError:  # e.g. "http://[": not a URL, so not ours
+        return False
     return (
         f"{parts.scheme}://{parts.netloc}" == f"{request.scheme}://{request.get_host()}"
     )
