@@ -3,8 +3,13 @@
 from collections.abc import Callable
 
 from asgiref.sync import iscoroutinefunction
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.decorators import sync_and_async_middleware
+
+from streaming.auth import UNREADABLE_BODY
+
+_FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 # Scripts, styles and everything else only from our own origin: no inline script, no
 # eval, no other site. The admin keeps inline style attributes, which Django's own
@@ -44,3 +49,39 @@ def content_security_policy(get_response: Callable) -> Callable:
             return add_policy(request, get_response(request))
 
     return middleware
+
+
+@sync_and_async_middleware
+def unreadable_body(get_response: Callable) -> Callable:
+    """Answer 400 (413 if too large), not 500, to a form body Django cannot parse.
+
+    It must come before CsrfViewMiddleware, which reads the body for its token and
+    would otherwise fail on a bad multipart body or a charset that is no text codec.
+    """
+
+    def refusal(request: HttpRequest) -> HttpResponse | None:
+        if request.method != "POST" or request.content_type not in _FORMS:
+            return None
+        try:
+            request.POST  # noqa: B018 - parse now, where a failure can be answered
+        except RequestDataTooBig:
+            return _refuse(413, "too_large", "The request body is too large.")
+        except UNREADABLE_BODY:
+            return _refuse(400, "bad_request", "The request body cannot be read.")
+        return None
+
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request: HttpRequest) -> HttpResponse:
+            return refusal(request) or await get_response(request)
+
+    else:
+
+        def middleware(request: HttpRequest) -> HttpResponse:
+            return refusal(request) or get_response(request)
+
+    return middleware
+
+
+def _refuse(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse({"error": code, "message": message}, status=status)

@@ -1302,7 +1302,6 @@ def test_pages_answer_or_refuse_and_change_only_what_they_may(
 # --------------------------------------------------------------------------- Django
 
 
-@pytest.mark.xfail(strict=True, reason="Django answers 500 before any view of ours")
 @pytest.mark.parametrize(
     ("path", "content_type"),
     [
@@ -1312,12 +1311,10 @@ def test_pages_answer_or_refuse_and_change_only_what_they_may(
         ("/accounts/login/", "multipart/form-data; boundary=x; charset=rot13"),
     ],
 )
-def test_django_answers_500_to_form_bodies_it_cannot_read(path, content_type):
-    """Found by the properties above, outside the code they cover: a POST with a CSRF
-    cookie (any visitor has one) and a form body Django cannot parse gets a 500 from
-    Django's own CSRF check, on every page and on unknown URLs. The API answers these
-    400 (streaming/auth.py, views.py); a middleware ahead of CsrfViewMiddleware could
-    do the same for the rest. When that is fixed, drop the xfail."""
+def test_a_form_body_django_cannot_read_is_a_400_everywhere(path, content_type):
+    """Found by the properties above: a POST with a CSRF cookie (any visitor has one)
+    and a form body Django cannot parse got a 500 from Django's own CSRF check, on
+    every page and on unknown URLs. streaming.middleware.unreadable_body answers 400."""
     client = AsyncClient(enforce_csrf_checks=True, raise_request_exception=False)
     client.cookies[django_settings.CSRF_COOKIE_NAME] = "c" * 32
     body = b'--x\r\nContent-Disposition: form-data; name="a"\r\n\r\nb\r\n--x--\r\n'
