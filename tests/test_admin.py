@@ -156,3 +156,23 @@ def test_revoking_a_token_in_admin_keeps_its_hash_and_locks_it_out(
     assert token.revoked_at is not None
     used = client.get("/streams/0/events", headers={"Authorization": f"Bearer {raw}"})
     assert used.status_code == 401
+
+
+@pytest.mark.django_db
+def test_admin_pages_never_show_a_provider_key(admin_client, alice, make_log, settings):
+    secret = "sk-admin-page-secret-0123456789"
+    settings.OPENAI_API_KEY = secret
+    settings.ANTHROPIC_API_KEY = secret
+    log = make_log(alice, provider="openai", model="gpt-4o-mini", error_code="auth")
+
+    pages = [
+        "/admin/streaming/streamlog/",
+        f"/admin/streaming/streamlog/{log.pk}/change/",
+        f"/admin/streaming/streamlog/{log.pk}/live/",
+        "/admin/streaming/streamlog/usage/",
+        "/admin/streaming/streamlog/usage/?format=csv",
+    ]
+    for page in pages:
+        response = admin_client.get(page)
+        assert response.status_code == 200, page
+        assert secret not in response.content.decode(), page

@@ -201,3 +201,25 @@ async def test_a_completed_stream_records_the_providers_own_counts(
     log = await finished_log(started.json()["id"])
     assert (log.output_tokens, log.tokens_estimated) == (7, False)
     assert usage == {"input_tokens": log.input_tokens, "output_tokens": 7}
+
+
+@pytest.mark.redis
+async def test_the_concurrency_limit_holds_across_two_workers(
+    redis_url, start_relay, alice, alice_token
+):
+    env = fresh(LIMIT_CONCURRENT_STREAMS=3)
+    relays = [
+        start_relay(instance="limit-a", **env),
+        start_relay(instance="limit-b", **env),
+    ]
+    slow = fake(tokens=200, delay_ms=50, pattern="counter")
+    async with relays[0].client(alice_token) as a, relays[1].client(alice_token) as b:
+        responses = await asyncio.gather(
+            *(post_stream((a, b)[i % 2], f"split {i} {slow}") for i in range(20))
+        )
+        started = [r.json()["id"] for r in responses if r.status_code == 201]
+        for stream in started:
+            await a.post(f"/streams/{stream}/stop")
+
+    assert sorted(r.status_code for r in responses) == [201] * 3 + [429] * 17
+    assert await StreamLog.objects.filter(user=alice).acount() == 3
