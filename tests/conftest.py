@@ -276,7 +276,9 @@ def relay_env(django_db_setup, provider_server, anthropic_server) -> dict[str, s
         PROVIDER_CONNECT_TIMEOUT_SECONDS="5",
         STREAM_ORPHAN_GRACE_SECONDS="1",
         STREAM_CHECKPOINT_SECONDS="0.2",
-        STREAM_LEASE_SECONDS="5",
+        # Relays live for the whole session on the shared test database: their lease
+        # reaper must not end rows other tests build (the lease tests set their own).
+        STREAM_LEASE_SECONDS="3600",
         SSE_HEARTBEAT_SECONDS="15",
         # Production settings, served over plain HTTP on loopback.
         SECURE_SSL_REDIRECT="false",

@@ -33,10 +33,14 @@ async def test_a_killed_workers_stream_ends_interrupted_with_its_answer_kept(
 
     os.kill(doomed.process.pid, signal.SIGKILL)
     doomed.process.wait(timeout=10)
-    async with survivor.client(alice_token) as client:
-        await client.get("/healthz")  # any request starts the survivor's keeper
-        log = await finished_log(stream, timeout=15)
-        replay = await read_events(client, f"/streams/{stream}/events")
+    try:
+        async with survivor.client(alice_token) as client:
+            await client.get("/healthz")  # any request starts the survivor's keeper
+            log = await finished_log(stream, timeout=15)
+            replay = await read_events(client, f"/streams/{stream}/events")
+    finally:
+        # Its 2 s lease would reap rows that later tests build and leave streaming.
+        survivor.stop()
 
     assert log.status == StreamLog.Status.INTERRUPTED
     assert log.error_code == "interrupted"
