@@ -25,6 +25,25 @@ def error(status: int, code: str, message: str, **extra: object) -> JsonResponse
     return JsonResponse({"error": code, "message": message, **extra}, status=status)
 
 
+def allow(*methods: str) -> Callable[[View], View]:
+    """Like Django's require_http_methods, but the 405 is JSON like every API error."""
+
+    def decorate(view: View) -> View:
+        @functools.wraps(view)
+        async def wrapper(request: HttpRequest, *args: object, **kwargs: object):
+            if request.method not in methods:
+                response = error(
+                    405, "method_not_allowed", f"Use {' or '.join(methods)}."
+                )
+                response["Allow"] = ", ".join(methods)
+                return response
+            return await view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
 async def _token_user(request: HttpRequest) -> AbstractBaseUser | None | bool:
     """The token's user; None without a bearer token; False for a bad one."""
     header = request.headers.get("Authorization", "")

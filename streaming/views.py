@@ -8,17 +8,16 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
 
 from streaming import conversations, generation, hub, limits, sse
-from streaming.auth import UNREADABLE_BODY, api_auth, error
+from streaming.auth import UNREADABLE_BODY, allow, api_auth, error
 from streaming.forms import StartForm
 from streaming.models import StreamLog
 
 _NUMBER = re.compile(r"[0-9]{1,15}\Z")
 
 
-@require_GET
+@allow("GET")
 @api_auth(same_origin_session=True)
 async def chat_stream(request: HttpRequest) -> HttpResponse:
     """The seed's contract: start a stream from `?prompt=` and relay it, or resume the
@@ -43,7 +42,7 @@ async def chat_stream(request: HttpRequest) -> HttpResponse:
     return await _stream(log, after=0, id_prefix=f"{log.pk}:")
 
 
-@require_POST
+@allow("POST")
 @api_auth()
 async def start_stream(request: HttpRequest) -> HttpResponse:
     try:
@@ -78,13 +77,13 @@ async def start_stream(request: HttpRequest) -> HttpResponse:
     return JsonResponse(body, status=201)
 
 
-@require_GET
+@allow("GET")
 @api_auth()
 async def stream_events(request: HttpRequest, stream_id: int) -> HttpResponse:
     return await _events(request, stream_id, _last_event_id(request))
 
 
-@require_POST
+@allow("POST")
 @api_auth()
 async def stop_stream(request: HttpRequest, stream_id: int) -> HttpResponse:
     log = await _owned_log(request, stream_id)

@@ -730,6 +730,7 @@ def test_it_refuses_the_wrong_method(client, alice_log, alice_token, method, url
 
     assert response.status_code == 405
     assert response.has_header("Allow")
+    assert response.json()["error"] == "method_not_allowed"
     assert StreamLog.objects.values().get() == before
 
 
