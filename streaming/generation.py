@@ -57,6 +57,7 @@ class _Progress:
     usage: Usage | None = None
     attempts: int = 0
     charged: int = 0  # tokens counted against the daily budget so far
+    budget: int = 0  # the user's tokens per day (0: unlimited), read once per stream
     pending_cr: bool = False
 
     def normalise(self, text: str) -> str:
@@ -85,8 +86,10 @@ async def _run(
     ending = Ending(StreamLog.Status.COMPLETED)
     try:
         # charge() counts before it raises, so record the charge first.
+        # Read once: the budget is checked every second while tokens flow.
+        progress.budget = (await limits.limits_for(log.user_id)).tokens_per_day
         progress.charged = progress.prompt_tokens
-        await limits.charge(log.user_id, progress.prompt_tokens)
+        await limits.charge(log.user_id, progress.prompt_tokens, budget=progress.budget)
         await _generate(log, broadcast, messages, progress)
     except ProviderError as error:
         ending = _error_ending(StreamLog.Status.ERROR, error.code, error.message, error)
@@ -185,7 +188,7 @@ async def _charge_output(
     """Count the answer so far against the user's daily budget (raises when spent)."""
     spent = progress.prompt_tokens + limits.estimate_tokens_for_length(broadcast.length)
     charged, progress.charged = progress.charged, spent
-    await limits.charge(log.user_id, spent - charged)
+    await limits.charge(log.user_id, spent - charged, budget=progress.budget)
 
 
 def _estimate_messages(messages: list[Message]) -> int:
@@ -273,7 +276,9 @@ async def _settle_budget(log: StreamLog, progress: _Progress, usage: Usage) -> N
     """Replace the running estimate with the final count, and free the stream's slot."""
     try:
         spent = (usage.input_tokens or 0) + (usage.output_tokens or 0)
-        await limits.charge(log.user_id, spent - progress.charged)
+        await limits.charge(
+            log.user_id, spent - progress.charged, budget=progress.budget
+        )
     except limits.LimitExceeded:
         pass  # the answer is over; the next start will be refused
     except Exception:

@@ -98,17 +98,14 @@ async def release(user_id: int) -> None:
     await _increment(f"limit:concurrent:{user_id}", ttl=_SLOT_TTL, by=-1)
 
 
-async def charge(user_id: int, tokens: int) -> None:
+async def charge(user_id: int, tokens: int, *, budget: int) -> None:
     """Add `tokens` (negative to correct an estimate) to today's count; raise
-    `LimitExceeded` once it is over the user's budget."""
+    `LimitExceeded` once it is over `budget` (the user's tokens_per_day; 0: none)."""
     if not tokens:
         return
     now = time.time()
     used = await _increment(_day_key(user_id, now), ttl=2 * 86400, by=tokens)
-    if tokens < 0:
-        return
-    limits = await limits_for(user_id)
-    if limits.tokens_per_day and used > limits.tokens_per_day:
+    if tokens > 0 and budget and used > budget:
         raise _budget_exceeded(now)
 
 
