@@ -25,7 +25,6 @@ from streaming.providers import Message, ProviderError, Usage
 
 logger = logging.getLogger(__name__)
 
-_FINAL_WRITE_BACKOFF = (0.5, 1, 2, 4, 8)
 # How often a running stream counts its tokens against the user's daily budget.
 _BUDGET_CHECK_SECONDS = 1.0
 _NOT_RETRYABLE = {"retryable": False}
@@ -37,8 +36,9 @@ _CANCELLED = {
 }
 
 
-async def start(log: StreamLog, messages: list[Message]) -> None:
-    """Start generating `log`'s answer in this process; viewers may follow at once."""
+async def start(log: StreamLog, messages: list[Message], *, budget: int) -> None:
+    """Start generating `log`'s answer in this process; viewers may follow at once.
+    `budget`: the user's tokens per day (0: unlimited)."""
     reasons: list[str] = []
 
     def cancel(reason: str) -> None:
@@ -46,7 +46,7 @@ async def start(log: StreamLog, messages: list[Message]) -> None:
         task.cancel()
 
     broadcast = await hub.get().open(log.pk, cancel)
-    task = background.spawn(_run(log, broadcast, messages, reasons))
+    task = background.spawn(_run(log, broadcast, messages, reasons, budget))
 
 
 @dataclass
@@ -57,8 +57,9 @@ class _Progress:
     usage: Usage | None = None
     attempts: int = 0
     charged: int = 0  # tokens counted against the daily budget so far
-    budget: int = 0  # the user's tokens per day (0: unlimited), read once per stream
+    budget: int = 0  # the user's tokens per day (0: unlimited)
     pending_cr: bool = False
+    saving: asyncio.Task[None] | None = None  # the checkpoint being written
 
     def normalise(self, text: str) -> str:
         """`\\r\\n` and `\\r` become `\\n`, across delta boundaries too; unencodable
@@ -81,13 +82,12 @@ async def _run(
     broadcast: hub.Broadcast,
     messages: list[Message],
     reasons: list[str],
+    budget: int,
 ) -> None:
-    progress = _Progress(prompt_tokens=_estimate_messages(messages))
+    progress = _Progress(prompt_tokens=_estimate_messages(messages), budget=budget)
     ending = Ending(StreamLog.Status.COMPLETED)
     try:
         # charge() counts before it raises, so record the charge first.
-        # Read once: the budget is checked every second while tokens flow.
-        progress.budget = (await limits.limits_for(log.user_id)).tokens_per_day
         progress.charged = progress.prompt_tokens
         await limits.charge(log.user_id, progress.prompt_tokens, budget=progress.budget)
         await _generate(log, broadcast, messages, progress)
@@ -179,16 +179,39 @@ async def _relay(
                 await _charge_output(log, broadcast, progress)
             if now >= checkpoint:
                 checkpoint = now + settings.STREAM_CHECKPOINT_SECONDS
-                await _save(log.pk, response=str(broadcast.text))
+                # Beside the token flow: a slow database must not hold tokens back.
+                if progress.saving is None or progress.saving.done():
+                    text = str(broadcast.text)
+                    progress.saving = background.spawn(_checkpoint(log.pk, text))
 
 
 async def _charge_output(
     log: StreamLog, broadcast: hub.Broadcast, progress: _Progress
 ) -> None:
-    """Count the answer so far against the user's daily budget (raises when spent)."""
+    """Count the answer so far against the user's daily budget (raises when spent).
+
+    A cache that is briefly away does not stop the answer: the tokens are counted at
+    the next check, or at the end."""
     spent = progress.prompt_tokens + limits.estimate_tokens_for_length(broadcast.length)
-    charged, progress.charged = progress.charged, spent
-    await limits.charge(log.user_id, spent - charged, budget=progress.budget)
+    try:
+        await limits.charge(
+            log.user_id, spent - progress.charged, budget=progress.budget
+        )
+    except limits.LimitExceeded:
+        progress.charged = spent  # charge() counted them before it raised
+        raise
+    except Exception:
+        logger.warning("stream %s: could not count tokens; will retry", log.pk)
+    else:
+        progress.charged = spent
+
+
+async def _checkpoint(stream_id: int, text: str) -> None:
+    """Save the answer so far; a database that is briefly away does not stop it."""
+    try:
+        await _save(stream_id, in_flight=True, response=text)
+    except Exception:
+        logger.warning("stream %s: checkpoint failed; will retry", stream_id)
 
 
 def _estimate_messages(messages: list[Message]) -> int:
@@ -220,6 +243,7 @@ async def _finish(
     if ending.status == StreamLog.Status.COMPLETED:
         ending = Ending(ending.status, usage=_usage_dict(usage))
     broadcast.end(ending)
+    hub_ = hub.get()
     duration_ms = progress.elapsed_ms()
     error = ending.error or {}
     fields = {
@@ -236,9 +260,12 @@ async def _finish(
         "finished_at": timezone.now(),
     }
     try:
+        # In the frame log first: if the database stays away longer than the final
+        # write retries, a reaper writes this outcome from there (`leases.reap`).
+        await hub_.log_ending(log.pk, fields)
         await _save_final(log.pk, fields)
     finally:
-        await hub.get().close(log.pk)
+        await hub_.close(log.pk)
         await _settle_budget(log, progress, usage)
     logger.info(
         "stream finished id=%s user=%s provider=%s model=%s status=%s ttft_ms=%s "
@@ -283,8 +310,10 @@ async def _settle_budget(log: StreamLog, progress: _Progress, usage: Usage) -> N
         pass  # the answer is over; the next start will be refused
     except Exception:
         logger.exception("stream %s: could not update the token budget", log.pk)
-    finally:
+    try:
         await limits.release(log.user_id)
+    except Exception:
+        logger.exception("stream %s: could not free its concurrency slot", log.pk)
 
 
 def _usage_dict(usage: Usage) -> dict[str, int | None]:
@@ -292,9 +321,10 @@ def _usage_dict(usage: Usage) -> dict[str, int | None]:
 
 
 async def _save_final(stream_id: int, fields: dict[str, object]) -> None:
-    """Write the outcome, retrying for a while: a database that is briefly away must
-    not cost the answer (viewers already have it from the broadcast)."""
-    for delay in _FINAL_WRITE_BACKOFF:
+    """Write the outcome, retrying for STREAM_FINAL_WRITE_SECONDS: a database that is
+    briefly away must not cost the answer (viewers already have it from the broadcast,
+    and with Redis the frame log keeps it for a reaper to write later)."""
+    for delay in _backoff(0.5, settings.STREAM_FINAL_WRITE_SECONDS):
         try:
             await _save(stream_id, **fields)
             return
@@ -309,15 +339,26 @@ async def _save_final(stream_id: int, fields: dict[str, object]) -> None:
         logger.exception("stream %s: could not record its outcome", stream_id)
 
 
+def _backoff(first: float, total: float) -> list[float]:
+    """Doubling delays from `first` that add up to at most `total` seconds."""
+    delays: list[float] = []
+    delay = first
+    while sum(delays) + delay <= total:
+        delays.append(delay)
+        delay *= 2
+    return delays
+
+
 @sync_to_async
-def _save(stream_id: int, **fields: object) -> None:
+def _save(stream_id: int, *, in_flight: bool = False, **fields: object) -> None:
     """Update one log row from the shared worker thread, reconnecting once if the
-    connection went stale (this thread keeps its connection between streams)."""
+    connection went stale (this thread keeps its connection between streams).
+    `in_flight`: only while the row is not finished (a checkpoint never overwrites
+    the final answer)."""
+    rows = StreamLog.objects.in_flight() if in_flight else StreamLog.objects.all()
     for attempt in range(2):
         try:
-            StreamLog.objects.filter(pk=stream_id).update(
-                updated_at=timezone.now(), **fields
-            )
+            rows.filter(pk=stream_id).update(updated_at=timezone.now(), **fields)
             return
         except (OperationalError, InterfaceError):
             connection.close()

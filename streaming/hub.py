@@ -22,10 +22,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
-from streaming import background, leases, sse
+from streaming import background, framelog, leases, sse
 from streaming.feed import Ending, Feed
 from streaming.models import StreamLog
 from streaming.providers import ProviderError
@@ -80,6 +80,9 @@ class Broadcast(Feed):
         self.cancel = cancel
         self.watched_until = 0.0  # monotonic time until which another process watches
         self.published = 0  # offset up to which text went out to watching processes
+        self.logged = 0  # offset up to which the text is in the frame log
+        self.logged_at = 0.0
+        self.ending_logged = False
 
     @property
     def is_watched(self) -> bool:
@@ -93,6 +96,7 @@ class Mirror(Feed):
         super().__init__(stream_id)
         self.last_heard = time.monotonic()
         self.last_watch = 0.0
+        self.filling = False
 
     def apply(self, start: int, text: str, length: int, ending: dict | None) -> bool:
         """Take one `stream.text` message; False when it shows a gap to fill."""
@@ -116,6 +120,9 @@ class Hub:
         self.mirrors: dict[int, Mirror] = {}
         self.ended: dict[int, tuple[float, Broadcast]] = {}
         self.layer = get_channel_layer()
+        # The in-memory layer reaches no other process: the streams this process owns
+        # need no group on it (its every send and receive sweeps all groups).
+        self.local_only = isinstance(self.layer, InMemoryChannelLayer)
         self.channel: str | None = None
         self._started = asyncio.Lock()
         self._ticker: asyncio.Task[None] | None = None
@@ -123,6 +130,9 @@ class Hub:
 
     async def open(self, stream_id: int, cancel: Callable[[str], None]) -> Broadcast:
         broadcast = self.owned[stream_id] = Broadcast(stream_id, cancel)
+        if self.local_only:
+            self._start_ticker()
+            return broadcast
         try:
             await self._join(owner_group(stream_id))
         except Exception:
@@ -131,12 +141,27 @@ class Hub:
             logger.exception("stream %s: could not join the channel layer", stream_id)
         return broadcast
 
+    async def log_ending(self, stream_id: int, outcome: dict[str, Any]) -> None:
+        """Put the rest of an ended stream and its outcome (the fields of its log row)
+        in the frame log, before the database hears of it."""
+        broadcast = self.owned[stream_id]
+        entry = _unlogged(broadcast, ending=True, outcome=outcome)
+        try:
+            await framelog.append([entry])
+        except Exception:
+            logger.exception("stream %s: could not log its ending", stream_id)
+        else:
+            broadcast.logged = broadcast.length
+            broadcast.ending_logged = True
+
     async def close(self, stream_id: int) -> None:
         broadcast = self.owned[stream_id]
         try:
+            if not broadcast.ending_logged:
+                await framelog.append([_unlogged(broadcast, ending=True)])
             if broadcast.is_watched:
                 await self._publish(broadcast, broadcast.published)
-            if self.channel is not None:
+            if self.channel is not None and not self.local_only:
                 await self.layer.group_discard(owner_group(stream_id), self.channel)
         except Exception:
             logger.exception("stream %s: could not leave the channel layer", stream_id)
@@ -165,6 +190,7 @@ class Hub:
             mirror = self.mirrors[log.pk] = Mirror(log.pk)
             try:
                 await self._join(viewers_group(log.pk))
+                await self._backfill(mirror)
                 await self._watch(mirror)
             except Exception:
                 logger.exception(
@@ -208,10 +234,13 @@ class Hub:
             message = {"type": "stream.stop", "stream_id": stream_id}
             await self.layer.group_send(owner_group(stream_id), message)
 
+    def _start_ticker(self) -> None:
+        if self._ticker is None or self._ticker.done():
+            self._ticker = background.spawn(self._tick())
+
     async def _join(self, group: str) -> None:
         async with self._started:
-            if self._ticker is None or self._ticker.done():
-                self._ticker = background.spawn(self._tick())
+            self._start_ticker()
             if self.channel is None:
                 self.channel = await self.layer.new_channel()
                 background.spawn(self._receive())
@@ -240,11 +269,11 @@ class Hub:
                     message["ending"],
                 ):
                     logger.info(
-                        "stream %s: fan-out gap at offset %s; asking the owner again",
+                        "stream %s: fan-out gap at offset %s; reading the log",
                         stream_id,
                         mirror.length,
                     )
-                    background.spawn(self._watch(mirror, soon=True))
+                    background.spawn(self._fill_gap(mirror))
             case "stream.watch":
                 if broadcast := self.owned.get(stream_id):
                     broadcast.watched_until = time.monotonic() + 3 * WATCH_INTERVAL
@@ -267,6 +296,33 @@ class Hub:
         broadcast.published = max(broadcast.published, broadcast.length)
         await self.layer.group_send(viewers_group(broadcast.stream_id), message)
 
+    async def _backfill(self, mirror: Mirror) -> bool:
+        """Catch `mirror` up from the frame log; False if the log could not."""
+        try:
+            record = await framelog.read(mirror.stream_id, mirror.length)
+        except Exception:
+            logger.exception(
+                "stream %s: could not read the frame log", mirror.stream_id
+            )
+            return False
+        if record is None:
+            return False
+        ending = record.ending.as_dict() if record.ending else None
+        mirror.apply(record.start, record.text, record.length, ending)
+        return True
+
+    async def _fill_gap(self, mirror: Mirror) -> None:
+        if mirror.filling:
+            return
+        mirror.filling = True
+        try:
+            # The owner logs text before it publishes it, so the log covers the gap;
+            # the owner is asked as well, for what it has not logged yet.
+            await self._backfill(mirror)
+            await self._watch(mirror, soon=True)
+        finally:
+            mirror.filling = False
+
     async def _watch(self, mirror: Mirror, *, soon: bool = False) -> None:
         now = time.monotonic()
         if soon and now - mirror.last_watch < settings.STREAM_FANOUT_WINDOW_MS / 1000:
@@ -284,6 +340,7 @@ class Hub:
         while self.owned or self.mirrors:
             await asyncio.sleep(window)
             try:
+                await self._log()
                 for broadcast in list(self.owned.values()):
                     if broadcast.is_watched and broadcast.published < broadcast.length:
                         await self._publish(broadcast, broadcast.published)
@@ -293,6 +350,28 @@ class Hub:
                     await self._tend_mirrors()
             except Exception:
                 logger.exception("stream fan-out failed; retrying")
+
+    async def _log(self) -> None:
+        """Append new text to the frame log: a watched stream's before it is published
+        (so the log covers every gap a viewer can see), the others' every
+        STREAM_LOG_INTERVAL_MS, all in one round trip."""
+        if not framelog.enabled():
+            return
+        now = time.monotonic()
+        interval = settings.STREAM_LOG_INTERVAL_MS / 1000
+        due = [
+            broadcast
+            for broadcast in self.owned.values()
+            if broadcast.logged < broadcast.length
+            and (broadcast.is_watched or now - broadcast.logged_at >= interval)
+        ]
+        if not due:
+            return
+        lengths = [broadcast.length for broadcast in due]
+        await framelog.append([_unlogged(broadcast) for broadcast in due])
+        for broadcast, length in zip(due, lengths, strict=True):
+            broadcast.logged = max(broadcast.logged, length)
+            broadcast.logged_at = now
 
     def _cancel_orphans(self) -> None:
         grace = settings.STREAM_ORPHAN_GRACE_SECONDS
@@ -321,7 +400,10 @@ class Hub:
                     await self._watch(mirror)
 
     async def _settle_if_finished(self, mirror: Mirror) -> None:
-        """End a mirror whose owner has gone quiet, from the record or by giving up."""
+        """End a mirror whose owner has gone quiet: from the frame log, from the log
+        row, or by giving up once its lease has surely run out."""
+        if await self._backfill(mirror) and mirror.ending is not None:
+            return
         log = await _load(mirror.stream_id)
         if log is not None and log.is_finished:
             mirror.apply(0, log.response, len(log.response), ending_of(log).as_dict())
@@ -332,6 +414,19 @@ class Hub:
                 "retryable": True,
             }
             mirror.end(Ending(StreamLog.Status.INTERRUPTED, error=error))
+
+
+def _unlogged(
+    broadcast: Broadcast, *, ending: bool = False, outcome: dict[str, Any] | None = None
+) -> framelog.Entry:
+    """The broadcast's text since it was last logged, and its ending if asked."""
+    return framelog.Entry(
+        broadcast.stream_id,
+        broadcast.logged,
+        broadcast.since(broadcast.logged),
+        broadcast.ending if ending else None,
+        outcome,
+    )
 
 
 @sync_to_async

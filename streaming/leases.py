@@ -2,8 +2,7 @@
 
 Each process renews the rows of the streams it runs (`updated_at`) every third of
 STREAM_LEASE_SECONDS; any process ends rows whose lease ran out as `interrupted`,
-keeping the partial answer of the last checkpoint. One conditional UPDATE does it, so
-several processes reaping at once cannot disagree.
+keeping the partial answer of the last checkpoint, or the longer one in the frame log.
 """
 
 import asyncio
@@ -16,7 +15,10 @@ from django.conf import settings
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Length
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
+from streaming import framelog
+from streaming.limits import estimate_tokens_for_length
 from streaming.models import StreamLog
 
 logger = logging.getLogger(__name__)
@@ -46,24 +48,74 @@ def renew(stream_ids: list[int]) -> None:
         )
 
 
+async def reap() -> int:
+    """End every in-flight row whose lease expired; return how many.
+
+    With the frame log, a row whose owner logged an outcome it could not write (the
+    database was away for longer than the final write retries) gets that outcome, and
+    an interrupted row keeps whatever text reached the log after its last checkpoint.
+    """
+    expired = await _expired()
+    records: dict[int, framelog.Record] = {}
+    for stream_id, checkpointed in expired:
+        try:
+            record = await framelog.read(stream_id)
+        except Exception:
+            logger.exception("stream %s: could not read its frame log", stream_id)
+            continue
+        if record is not None and (record.outcome or record.length > checkpointed):
+            records[stream_id] = record
+    return await _end([stream_id for stream_id, _ in expired], records)
+
+
+def _stale():
+    cutoff = timezone.now() - timedelta(seconds=settings.STREAM_LEASE_SECONDS)
+    return StreamLog.objects.in_flight().filter(updated_at__lt=cutoff)
+
+
 @sync_to_async
-def reap() -> int:
-    """End every in-flight row whose lease expired; return how many."""
+def _expired() -> list[tuple[int, int]]:
+    """(id, length of the checkpointed answer) of every row whose lease ran out."""
+    return list(_stale().values_list("pk", Length("response")))
+
+
+@sync_to_async
+def _end(stream_ids: list[int], records: dict[int, framelog.Record]) -> int:
+    # Each UPDATE re-checks the lease, so processes reaping at once cannot disagree.
     now = timezone.now()
-    cutoff = now - timedelta(seconds=settings.STREAM_LEASE_SECONDS)
-    return (
-        StreamLog.objects.in_flight()
-        .filter(updated_at__lt=cutoff)
-        .update(
-            status=StreamLog.Status.INTERRUPTED,
-            error_code="interrupted",
-            error_message=INTERRUPTED_MESSAGE,
-            finished_at=now,
-            updated_at=now,
-            input_tokens=Coalesce(
-                F("input_tokens"), (Length("prompt") + Value(3)) / Value(4)
-            ),
-            output_tokens=(Length("response") + Value(3)) / Value(4),
-            tokens_estimated=True,
+    interrupted = {
+        "status": StreamLog.Status.INTERRUPTED,
+        "error_code": "interrupted",
+        "error_message": INTERRUPTED_MESSAGE,
+        "finished_at": now,
+        "updated_at": now,
+        "input_tokens": Coalesce(
+            F("input_tokens"), (Length("prompt") + Value(3)) / Value(4)
+        ),
+        "tokens_estimated": True,
+    }
+    ended = 0
+    for stream_id, record in records.items():
+        rows = _stale().filter(pk=stream_id)
+        if record.outcome is not None:
+            outcome = record.outcome | {
+                "finished_at": parse_datetime(record.outcome["finished_at"]),
+                "updated_at": now,
+            }
+            ended += rows.update(**outcome)
+        else:
+            ended += rows.update(
+                **interrupted,
+                response=record.text,
+                output_tokens=estimate_tokens_for_length(record.length),
+            )
+    rest = [stream_id for stream_id in stream_ids if stream_id not in records]
+    if rest:
+        ended += (
+            _stale()
+            .filter(pk__in=rest)
+            .update(
+                **interrupted, output_tokens=(Length("response") + Value(3)) / Value(4)
+            )
         )
-    )
+    return ended

@@ -1,13 +1,19 @@
-"""Security headers for the pages people see."""
+"""Security headers for the pages people see, and clear answers to requests that
+cannot be served (an unreadable body, a service that is away)."""
 
+import logging
 from collections.abc import Callable
 
-from asgiref.sync import iscoroutinefunction
+import redis
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django import db
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.decorators import sync_and_async_middleware
 
 from streaming.auth import UNREADABLE_BODY
+
+logger = logging.getLogger(__name__)
 
 _FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
 
@@ -85,3 +91,44 @@ def unreadable_body(get_response: Callable) -> Callable:
 
 def _refuse(status: int, code: str, message: str) -> JsonResponse:
     return JsonResponse({"error": code, "message": message}, status=status)
+
+
+# A database or Redis that is briefly away: the request can be tried again shortly.
+_UNAVAILABLE = (
+    db.OperationalError,
+    db.InterfaceError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+
+
+class ServicesUnavailable:
+    """Answer 503 + Retry-After, not a 500 page, while PostgreSQL or Redis is away."""
+
+    sync_capable = async_capable = True
+
+    def __init__(self, get_response: Callable) -> None:
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest):
+        return self.get_response(request)
+
+    def process_exception(
+        self, request: HttpRequest, exception: Exception
+    ) -> HttpResponse | None:
+        if not isinstance(exception, _UNAVAILABLE):
+            return None
+        logger.warning(
+            "%s %s: %s unavailable (%s)",
+            request.method,
+            request.path,
+            "Redis" if isinstance(exception, redis.RedisError) else "the database",
+            type(exception).__name__,
+        )
+        response = _refuse(
+            503, "unavailable", "A service this needs is briefly away; try again."
+        )
+        response["Retry-After"] = "1"
+        return response

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -379,3 +380,114 @@ LOGS: list[tuple[str, Path]] = []
 
 def register_log(name: str, path: Path) -> None:
     LOGS.append((name, path))
+
+
+# --------------------------------------------------------------------------- faults
+
+
+class TcpProxy:
+    """A TCP proxy on a free port of 127.0.0.1 in front of `host:port`, for a service
+    that goes away: `cut()` aborts every connection and refuses new ones until
+    `restore()`. It runs its own event loop in a thread."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.accepting = True
+        self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        self._loop = asyncio.new_event_loop()
+        threading.Thread(target=self._loop.run_forever, daemon=True).start()
+        self._server = self._call(self._listen())
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def _call(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
+
+    async def _listen(self) -> asyncio.Server:
+        return await asyncio.start_server(self._handle, "127.0.0.1", 0)
+
+    async def _handle(self, reader, writer) -> None:
+        if not self.accepting:
+            writer.transport.abort()
+            return
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(
+                *self.target
+            )
+        except OSError:
+            writer.transport.abort()
+            return
+        pair = (writer, upstream_writer)
+        self._pairs.add(pair)
+        try:
+            await asyncio.gather(
+                _pipe(reader, upstream_writer), _pipe(upstream_reader, writer)
+            )
+        finally:
+            self._pairs.discard(pair)
+
+    def cut(self) -> None:
+        async def cut() -> None:
+            self.accepting = False
+            for pair in list(self._pairs):
+                for writer in pair:
+                    writer.transport.abort()
+
+        self._call(cut())
+
+    def restore(self) -> None:
+        self.accepting = True
+
+    def close(self) -> None:
+        self.cut()
+        self._server.close()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.transport.abort()
+
+
+class RedisServer:
+    """A private redis-server on a free port of 127.0.0.1 that keeps nothing on disk,
+    for tests that restart it (never the shared one)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.log_path = directory / f"redis-{self.port}.log"
+        self.start()
+
+    def start(self) -> None:
+        with open(self.log_path, "a") as log:
+            self.process = subprocess.Popen(
+                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+                + ["--save", "", "--appendonly", "no", "--dir", str(self.directory)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not start: {self.log_path.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: every connection drops, every key is gone."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        _stop(self.process)
