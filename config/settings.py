@@ -51,6 +51,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "streaming.middleware.ServicesUnavailable",
 ]
 
 # CORS is off unless origins are listed; then only the API answers them (programs on
@@ -119,8 +120,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so a daphne process started by the tests sees the test data.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test-db.sqlite3")}
+    # WAL: readers do not wait for the writer, and a commit needs no fsync of its own
+    # (synchronous=NORMAL; a power cut may lose the last commits, never corrupt).
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -218,6 +225,10 @@ STREAM_CHECKPOINT_SECONDS = env.float("STREAM_CHECKPOINT_SECONDS", default=5)
 STREAM_FANOUT_WINDOW_MS = env.int("STREAM_FANOUT_WINDOW_MS", default=25)
 STREAM_LEASE_SECONDS = env.float("STREAM_LEASE_SECONDS", default=30)
 STREAM_DRAIN_SECONDS = env.float("STREAM_DRAIN_SECONDS", default=20)
+STREAM_FINAL_WRITE_SECONDS = env.float("STREAM_FINAL_WRITE_SECONDS", default=16)
+# With REDIS_URL: each stream's text in Redis (`streaming/framelog.py`).
+STREAM_LOG_INTERVAL_MS = env.int("STREAM_LOG_INTERVAL_MS", default=250)
+STREAM_LOG_TTL_SECONDS = env.int("STREAM_LOG_TTL_SECONDS", default=3600)
 
 LOGGING = {
     "version": 1,

@@ -50,7 +50,6 @@ def estimate_tokens_for_length(characters: int) -> int:
     return math.ceil(characters / 4)
 
 
-@sync_to_async
 def limits_for(user_id: int) -> Limits:
     own = UsageLimit.objects.filter(user_id=user_id).first()
 
@@ -67,35 +66,38 @@ def limits_for(user_id: int) -> Limits:
     )
 
 
-async def acquire(user_id: int) -> None:
-    """Take a stream slot for the user, or raise `LimitExceeded` (nothing is taken)."""
-    limits = await limits_for(user_id)
+@sync_to_async
+def acquire(user_id: int) -> Limits:
+    """Take a stream slot for the user and return their limits, or raise
+    `LimitExceeded` (nothing is taken). One trip to the worker thread for it all."""
+    limits = limits_for(user_id)
     now = time.time()
     if limits.tokens_per_day:
-        used = await cache.aget(_day_key(user_id, now), 0)
+        used = cache.get(_day_key(user_id, now), 0)
         if used >= limits.tokens_per_day:
             raise _budget_exceeded(now)
     minute = int(now // 60)
-    starts = await _increment(f"limit:starts:{user_id}:{minute}", ttl=120)
+    starts = _increment(f"limit:starts:{user_id}:{minute}", ttl=120)
     if starts > limits.starts_per_minute:
         wait = 60 - int(now % 60)
         message = f"At most {limits.starts_per_minute} streams a minute; try again in {wait} s."
         raise LimitExceeded("rate_limited", message, wait)
     slot_key = f"limit:concurrent:{user_id}"
-    taken = await _increment(slot_key, ttl=_SLOT_TTL)
-    await cache.atouch(slot_key, _SLOT_TTL)
+    taken = _increment(slot_key, ttl=_SLOT_TTL)
+    cache.touch(slot_key, _SLOT_TTL)
     if taken > limits.concurrent_streams:
-        await _increment(slot_key, ttl=_SLOT_TTL, by=-1)
+        _increment(slot_key, ttl=_SLOT_TTL, by=-1)
         message = (
             f"At most {limits.concurrent_streams} streams at once; "
             "wait for one to finish or stop it."
         )
         raise LimitExceeded("rate_limited", message, 5)
+    return limits
 
 
 async def release(user_id: int) -> None:
     """Give back the slot `acquire` took."""
-    await _increment(f"limit:concurrent:{user_id}", ttl=_SLOT_TTL, by=-1)
+    await sync_to_async(_increment)(f"limit:concurrent:{user_id}", ttl=_SLOT_TTL, by=-1)
 
 
 async def charge(user_id: int, tokens: int, *, budget: int) -> None:
@@ -104,7 +106,9 @@ async def charge(user_id: int, tokens: int, *, budget: int) -> None:
     if not tokens:
         return
     now = time.time()
-    used = await _increment(_day_key(user_id, now), ttl=2 * 86400, by=tokens)
+    used = await sync_to_async(_increment)(
+        _day_key(user_id, now), ttl=2 * 86400, by=tokens
+    )
     if tokens > 0 and budget and used > budget:
         raise _budget_exceeded(now)
 
@@ -119,7 +123,6 @@ def _day_key(user_id: int, now: float) -> str:
     return f"limit:tokens:{user_id}:{int(now // 86400)}"
 
 
-@sync_to_async
 def _increment(key: str, *, ttl: int, by: int = 1) -> int:
     # The cache's sync incr: atomic in Redis (INCRBY) and in the local-memory cache
     # (under its lock). Django's async aincr() is a get followed by a set, which would

@@ -135,7 +135,7 @@ async def _start(
     data = form.cleaned_data
     if hub.get().draining:
         raise hub.Draining()
-    await limits.acquire(request.user.pk)
+    user_limits = await limits.acquire(request.user.pk)
     try:
         turn = await sync_to_async(conversations.begin)(
             request.user,
@@ -152,7 +152,7 @@ async def _start(
         await limits.release(request.user.pk)
         raise
     # From here the generation owns the slot and gives it back when it ends.
-    await generation.start(turn.log, turn.messages)
+    await generation.start(turn.log, turn.messages, budget=user_limits.tokens_per_day)
     return turn
 
 

@@ -4,7 +4,6 @@ import io
 import re
 
 import pytest
-from asgiref.sync import async_to_sync
 from django.contrib.auth.models import Permission
 
 from streaming import limits, usage
@@ -331,7 +330,7 @@ def test_saving_the_user_page_creates_the_limit_override(admin_client, alice):
         None,
         5000,
     )
-    assert async_to_sync(limits.limits_for)(alice.pk) == limits.Limits(
+    assert limits.limits_for(alice.pk) == limits.Limits(
         concurrent_streams=2, starts_per_minute=100_000, tokens_per_day=5000
     )
 
