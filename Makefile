@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run serve test test-js lint install
+.PHONY: run serve test test-js lint install bench
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,3 +40,14 @@ test-js:
 # and Chromium (CHROMIUM_PATH, default /usr/bin/chromium) for the browser tests.
 test: lint test-js
 	$(BIN)/pytest
+
+# The benchmark: our relay and the FastAPI peer side by side (README "Performance"),
+# each in fresh processes pinned to a core; ARGS="--quick" for one run per point.
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed: bench/requirements.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	touch $@
+
+bench: install $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python bench/run.py $(ARGS)

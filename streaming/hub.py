@@ -448,15 +448,23 @@ def get() -> Hub:
     return _hubs[loop]
 
 
+async def attach(log: StreamLog) -> Feed:
+    """Count a viewer of `log` now, before its response starts (under load that can
+    take longer than the orphan grace); `follow(..., feed=)` detaches it."""
+    feed = await get().feed(log)
+    feed.attach()
+    return feed
+
+
 async def follow(
-    log: StreamLog, *, after: int, id_prefix: str = ""
+    log: StreamLog, *, after: int, id_prefix: str = "", feed: Feed | None = None
 ) -> AsyncIterator[str]:
     """Yield the SSE frames of `log` after offset `after`: the missed text in one frame,
     then live text, then `usage` + `done` or one `error`; a `: ping` comment whenever
     nothing arrived for SSE_HEARTBEAT_SECONDS. Leaving early only detaches the viewer.
     """
-    feed = await get().feed(log)
-    feed.attach()
+    if feed is None:
+        feed = await attach(log)
     try:
         offset = after
         while True:

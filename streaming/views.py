@@ -118,13 +118,16 @@ async def _events(
 
 async def _stream(log: StreamLog, *, after: int, id_prefix: str) -> HttpResponse:
     await _release_connection()
-    return sse.response(_frames(log, after=after, id_prefix=id_prefix))
+    feed = await hub.attach(log)
+    return sse.response(_frames(log, feed, after=after, id_prefix=id_prefix))
 
 
-async def _frames(log: StreamLog, *, after: int, id_prefix: str) -> AsyncIterator[str]:
+async def _frames(
+    log: StreamLog, feed: hub.Feed, *, after: int, id_prefix: str
+) -> AsyncIterator[str]:
     meta = {"stream_id": log.pk, "provider": log.provider, "model": log.model}
     yield sse.retry(settings.SSE_RETRY_MS) + sse.encode_json("meta", meta)
-    async for frame in hub.follow(log, after=after, id_prefix=id_prefix):
+    async for frame in hub.follow(log, after=after, id_prefix=id_prefix, feed=feed):
         yield frame
 
 

@@ -1,0 +1,295 @@
+#!/usr/bin/env python3
+"""The benchmark: our relay and the FastAPI peer, side by side, in one run.
+
+    make bench                        # everything (about 30 minutes on 2 cores)
+    make bench ARGS="--quick"         # one run per point, fewer levels (about 10 minutes)
+
+Both relays run the same scenarios (`suite.py`) against the same fake provider, each
+measured run in fresh processes, the relay pinned to core 0 and the fake provider and
+load generator to core 1. Our relay runs as users run it: `manage.py serve` with
+production settings (DEBUG off), an API token, its SQLite database and the in-memory
+channel layer; scenario (g) runs two `manage.py serve` processes on Redis and watches a
+stream started on one from the other.
+
+Writes bench/results/<UTC>/: peer/ and relay/ (raw runs and summaries per system),
+results.json (both, plus g), RESULTS.md (the tables) and plot.png.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import secrets
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RELAY_PYTHON = ROOT / ".venv" / "bin" / "python"
+PY = sys.executable
+
+RELAY_ENV = {
+    "DEBUG": "false",
+    "ALLOWED_HOSTS": "127.0.0.1",
+    "SECURE_SSL_REDIRECT": "false",
+    "SECURE_HSTS_SECONDS": "0",
+    "LOG_LEVEL": "WARNING",
+    "DEFAULT_PROVIDER": "openai",
+    "MAX_OUTPUT_TOKENS": "1000000",
+    "PROVIDER_MAX_RETRIES": "0",
+    # Limits measure people, not the relay: out of the way.
+    "LIMIT_CONCURRENT_STREAMS": "1000000",
+    "LIMIT_STARTS_PER_MINUTE": "10000000",
+    "LIMIT_TOKENS_PER_DAY": "0",
+    # (e) measures how soon a hang-up closes the upstream: after this grace.
+    "STREAM_ORPHAN_GRACE_SECONDS": "1",
+    "STREAM_DRAIN_SECONDS": "1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare_relay(outdir: Path) -> tuple[dict[str, str], str]:
+    """A database for our relay with a user and an API token: (environment, token)."""
+    env = dict(os.environ) | RELAY_ENV
+    env["SECRET_KEY"] = secrets.token_urlsafe(50)
+    env["DATABASE_URL"] = f"sqlite:///{outdir / 'relay.sqlite3'}"
+    for name in ("REDIS_URL", "DJANGO_SETTINGS_MODULE"):
+        env.pop(name, None)
+    manage = [str(RELAY_PYTHON), str(ROOT / "manage.py")]
+    subprocess.run(manage + ["migrate", "-v", "0"], env=env, check=True, cwd=ROOT)
+    make = (
+        "from django.contrib.auth.models import User; "
+        "User.objects.get_or_create(username='bench')"
+    )
+    subprocess.run(manage + ["shell", "-c", make], env=env, check=True, cwd=ROOT)
+    token = subprocess.run(
+        manage + ["create_api_token", "bench", "--name", "bench"],
+        env=env,
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return env, token
+
+
+def serve_command(port: str = "{port}") -> str:
+    return f"{RELAY_PYTHON} {ROOT / 'manage.py'} serve --host 127.0.0.1 --port {port}"
+
+
+def run_suite(name: str, outdir: Path, args, extra: list[str], env=None) -> dict:
+    command = [PY, str(HERE / "suite.py"), "--name", name, "--outdir", str(outdir)]
+    command += ["--only", args.only, "--runs", str(args.runs), "--levels", args.levels]
+    command += ["--runs-b", str(args.runs_b), "--open-streams", str(args.open_streams)]
+    print(f"== {name}: {shlex.join(command + extra)}", flush=True)
+    subprocess.run(command + extra, env=env, check=True)
+    return json.loads((outdir / "summary.json").read_text())
+
+
+# --------------------------------------------------------------------------- (g)
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                response.read()
+                return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def redis_info(port: int) -> dict[str, str]:
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"INFO all\r\n")
+        data = b""
+        while not data.endswith(b"\r\n\r\n") and b"# Keyspace" not in data:
+            data += s.recv(65536)
+        while True:  # the rest of the bulk reply
+            s.settimeout(0.2)
+            try:
+                chunk = s.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            data += chunk
+    info = {}
+    for line in data.decode().splitlines():
+        if ":" in line and not line.startswith("#"):
+            key, _, value = line.partition(":")
+            info[key] = value
+    return info
+
+
+def redis_calls(info: dict[str, str]) -> dict[str, int]:
+    calls = {}
+    for key, value in info.items():
+        if key.startswith("cmdstat_"):
+            fields = dict(part.split("=") for part in value.split(","))
+            calls[key[8:]] = int(fields["calls"])
+    return calls
+
+
+def g_cross_process(outdir: Path, env: dict[str, str], token: str, args) -> dict:
+    """A stream on one `manage.py serve` watched from a second through a private Redis."""
+    directory = outdir / "g"
+    directory.mkdir()
+    redis_port, fake_port = free_port(), free_port()
+    ports = [free_port(), free_port()]
+    processes = []
+    pin = ["taskset", "-c", "1"]
+    try:
+        processes.append(
+            subprocess.Popen(
+                pin
+                + ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1"]
+                + ["--save", "", "--appendonly", "no"],
+                stdout=open(directory / "redis.log", "w"),
+            )
+        )
+        processes.append(
+            subprocess.Popen(
+                pin + [PY, str(HERE / "fake_provider.py"), "--port", str(fake_port)],
+                stdout=subprocess.DEVNULL,
+                stderr=open(directory / "fake.log", "w"),
+            )
+        )
+        wait_http(f"http://127.0.0.1:{fake_port}/health")
+        env = env | {
+            "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "OPENAI_BASE_URL": f"http://127.0.0.1:{fake_port}/v1",
+            "OPENAI_API_KEY": "sk-fake",
+        }
+        for i, port in enumerate(ports):
+            processes.append(
+                subprocess.Popen(
+                    ["taskset", "-c", "0"] + shlex.split(serve_command(str(port))),
+                    env=env,
+                    cwd=ROOT,
+                    stdout=subprocess.DEVNULL,
+                    stderr=open(directory / f"relay-{i}.log", "w"),
+                )
+            )
+        for port in ports:
+            wait_http(f"http://127.0.0.1:{port}/healthz")
+        owner, viewer = (f"http://127.0.0.1:{port}" for port in ports)
+        streams = args.g_streams
+        options = f"tokens={args.c_tokens}&delay_ms=20"
+        results = {}
+        before = redis_info(redis_port)
+        # Start the streams on the owner, then watch every one of them from the viewer.
+        ids = []
+        for _ in range(streams):
+            request = urllib.request.Request(
+                f"{owner}/streams/",
+                data=json.dumps({"prompt": f"hello [fake?{options}]"}).encode(),
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Content-Type": "application/json",
+                },
+                method="POST",
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                ids.append(json.loads(response.read())["id"])
+        url_file = directory / "urls.txt"
+        url_file.write_text("".join(f"{viewer}/streams/{i}/events\n" for i in ids))
+        command = pin + [
+            PY,
+            str(HERE / "loadgen.py"),
+            f"{viewer}/streams/{ids[0]}/events",
+        ]
+        command += ["-c", str(streams), "--timeout", "120"]
+        command += ["-H", f"Authorization: Bearer {token}"]
+        command += ["--urls-file", str(url_file)]
+        command += ["--pid", str(processes[-1].pid)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=200)
+        results["viewer"] = json.loads(done.stdout.strip().splitlines()[-1])
+        after = redis_info(redis_port)
+        calls_before, calls_after = redis_calls(before), redis_calls(after)
+        calls = {k: v - calls_before.get(k, 0) for k, v in calls_after.items()}
+        calls = {k: v for k, v in calls.items() if v}
+        cpu = sum(
+            float(after[k]) - float(before[k])
+            for k in ("used_cpu_sys", "used_cpu_user")
+        )
+        tokens = results["viewer"].get("tokens_total") or 1
+        results |= {
+            "streams": streams,
+            "tokens_per_stream": args.c_tokens,
+            "redis_calls": calls,
+            "redis_cpu_s": round(cpu, 4),
+            "redis_cpu_us_per_token": round(cpu / tokens * 1e6, 2),
+            "publish_per_token": round(calls.get("publish", 0) / tokens, 4),
+        }
+        return results
+    finally:
+        for process in reversed(processes):
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="one run per point")
+    parser.add_argument("--only", default="a,b,c,d,e,f,o")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs-b", type=int, default=5)
+    parser.add_argument("--levels", default="50,100,200,300,500,1000")
+    parser.add_argument("--open-streams", type=int, default=1000)
+    parser.add_argument("--c-tokens", type=int, default=200)
+    parser.add_argument("--g-streams", type=int, default=20)
+    parser.add_argument("--no-g", action="store_true", help="skip the Redis scenario")
+    parser.add_argument("--systems", default="peer,relay")
+    parser.add_argument("--outdir")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs, args.runs_b = 1, 3
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    outdir = Path(args.outdir or HERE / "results" / stamp)
+    outdir.mkdir(parents=True, exist_ok=True)
+    print(f"results -> {outdir}", flush=True)
+
+    env, token = prepare_relay(outdir)
+    results: dict = {"command": shlex.join(sys.argv), "systems": {}}
+    systems = args.systems.split(",")
+    if "peer" in systems:
+        results["systems"]["peer"] = run_suite("peer", outdir / "peer", args, [])
+    if "relay" in systems:
+        relay_args = ["--relay-cmd", serve_command(), "--ready-path", "/healthz"]
+        relay_args += ["--loadgen-extra", f"-H 'Authorization: Bearer {token}'"]
+        results["systems"]["relay"] = run_suite(
+            "relay", outdir / "relay", args, relay_args, env=env
+        )
+    if not args.no_g:
+        print("== g: a stream on one process watched from another through Redis")
+        results["g_cross_process"] = g_cross_process(outdir, env, token, args)
+    (outdir / "results.json").write_text(json.dumps(results, indent=1))
+    subprocess.run([PY, str(HERE / "report.py"), str(outdir)], check=True)
+
+
+if __name__ == "__main__":
+    main()
