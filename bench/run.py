@@ -171,6 +171,8 @@ def g_cross_process(outdir: Path, env: dict[str, str], token: str, args) -> dict
         )
         wait_http(f"http://127.0.0.1:{fake_port}/health")
         env = env | {
+            # The streams wait for their viewer on the other process: default grace.
+            "STREAM_ORPHAN_GRACE_SECONDS": "30",
             "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
             "OPENAI_BASE_URL": f"http://127.0.0.1:{fake_port}/v1",
             "OPENAI_API_KEY": "sk-fake",

@@ -322,6 +322,7 @@ async def test_streams_and_workers_come_through_a_redis_restart(
     results = await asyncio.gather(*viewers)
 
     # Every viewer got an ending; what ended `done` is exact, an error is retryable.
+    print("endings after the restart:", [r.events[-1].event for r in results])
     for received in results:
         last = received.events[-1]
         assert last.event in ("done", "error"), received.events[-3:]
