@@ -48,6 +48,7 @@ async def _log_pieces(stream_id: int, pieces: list[str], ending=None, outcome=No
         await framelog.append([framelog.Entry(stream_id, start, "", ending, outcome)])
 
 
+@pytest.mark.redis
 async def test_the_frame_log_reads_back_exactly_from_every_offset(log_prefix, settings):
     text = "".join(TRICKY)
     ending = Ending("completed", usage={"input_tokens": 3, "output_tokens": 9})
@@ -68,6 +69,7 @@ async def test_the_frame_log_reads_back_exactly_from_every_offset(log_prefix, se
     assert await framelog.read(8) is None  # never logged
 
 
+@pytest.mark.redis
 async def test_a_repeated_append_changes_nothing(log_prefix):
     await _log_pieces(9, ["Hello, ", "world"])
     await framelog.append([framelog.Entry(9, 7, "world")])  # e.g. retried after a blip
@@ -76,6 +78,7 @@ async def test_a_repeated_append_changes_nothing(log_prefix):
     assert (record.text, record.ending) == ("Hello, world", None)
 
 
+@pytest.mark.redis
 async def test_a_log_missing_its_beginning_is_not_read_as_the_answer(log_prefix):
     await _log_pieces(10, ["Hello, ", "world", "!"])
     client = framelog._client()
@@ -107,6 +110,7 @@ def stale_log(alice, make_log):
     return sync_to_async(make)
 
 
+@pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
 async def test_reaping_writes_the_outcome_its_owner_could_not(
     log_prefix, stale_log, settings
@@ -147,6 +151,7 @@ async def test_reaping_writes_the_outcome_its_owner_could_not(
     assert log.finished_at == finished_at and not log.tokens_estimated
 
 
+@pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
 async def test_reaping_keeps_the_text_the_log_has_beyond_the_checkpoint(
     log_prefix, stale_log, settings
