@@ -129,8 +129,3 @@ async def read(stream_id: int, after: int = 0) -> Record | None:
 
 def _isoformat(value: datetime) -> str:
     return value.isoformat()  # to the microsecond, unlike DjangoJSONEncoder
-
-
-async def forget(stream_id: int) -> None:
-    if enabled():
-        await _client().delete(key(stream_id))

@@ -337,6 +337,7 @@ class Hub:
         """Publish watched streams once a window; reap orphans and silent mirrors."""
         window = settings.STREAM_FANOUT_WINDOW_MS / 1000
         next_chores = 0.0
+        failing = False
         while self.owned or self.mirrors:
             await asyncio.sleep(window)
             try:
@@ -344,12 +345,22 @@ class Hub:
                 for broadcast in list(self.owned.values()):
                     if broadcast.is_watched and broadcast.published < broadcast.length:
                         await self._publish(broadcast, broadcast.published)
-                if time.monotonic() >= next_chores:
-                    next_chores = time.monotonic() + WATCH_INTERVAL
-                    self._cancel_orphans()
-                    await self._tend_mirrors()
             except Exception:
-                logger.exception("stream fan-out failed; retrying")
+                # Redis is away: say so once, not every window, and keep retrying.
+                if not failing:
+                    logger.exception("stream fan-out failed; retrying every window")
+                failing = True
+            else:
+                if failing:
+                    logger.warning("stream fan-out works again")
+                failing = False
+            if time.monotonic() >= next_chores:
+                next_chores = time.monotonic() + WATCH_INTERVAL
+                self._cancel_orphans()  # needs no Redis: runs during an outage too
+                try:
+                    await self._tend_mirrors()
+                except Exception:
+                    logger.exception("could not follow other processes' streams")
 
     async def _log(self) -> None:
         """Append new text to the frame log: a watched stream's before it is published
