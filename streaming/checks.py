@@ -6,6 +6,7 @@ layer check, which only matters once more than one process serves.
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.utils.module_loading import import_string
 
 # Middleware known to compress or buffer a response body, streams included.
 BUFFERING_MIDDLEWARE = {
@@ -47,6 +48,34 @@ def check_asgi(app_configs: object = None, **kwargs: object) -> list[CheckMessag
                 )
             )
     return problems
+
+
+# Django's deploy checks look for these exact paths (security.W001, W002, W003, which
+# settings silence); ours accept the subclasses in streaming.middleware as well.
+PROTECTIVE_MIDDLEWARE = {
+    "django.middleware.security.SecurityMiddleware": "security headers and HTTPS",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware": "X-Frame-Options",
+    "django.middleware.csrf.CsrfViewMiddleware": "CSRF protection",
+}
+
+
+@register(Tags.security, deploy=True)
+def check_protective_middleware(
+    app_configs: object = None, **kwargs: object
+) -> list[CheckMessage]:
+    installed = [import_string(path) for path in settings.MIDDLEWARE]
+    return [
+        Warning(
+            f"Neither {path} nor a subclass of it is in MIDDLEWARE.",
+            hint=f"Without it there is no {what}.",
+            id="streaming.W008",
+        )
+        for path, what in PROTECTIVE_MIDDLEWARE.items()
+        if not any(
+            isinstance(cls, type) and issubclass(cls, import_string(path))
+            for cls in installed
+        )
+    ]
 
 
 @register(Tags.compatibility)

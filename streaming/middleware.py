@@ -5,10 +5,15 @@ import logging
 from collections.abc import Callable
 
 import redis
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django import db
+from django.conf import settings
+from django.contrib.auth import middleware as auth
+from django.contrib.messages import middleware as messages
+from django.contrib.sessions import middleware as sessions
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware import clickjacking, common, csrf, security
 from django.utils.decorators import sync_and_async_middleware
 
 from streaming.auth import UNREADABLE_BODY
@@ -132,3 +137,77 @@ class ServicesUnavailable:
         )
         response["Retry-After"] = "1"
         return response
+
+
+class _OnTheLoop:
+    """Run a Django middleware's hooks on the event loop, not on a thread each.
+
+    Under ASGI, MiddlewareMixin sends every process_request and process_response
+    through sync_to_async: with Django's stock middleware, a dozen trips to a thread
+    per request, which cost a stream's start more than its database work does. These
+    hooks do no I/O, except where `needs_thread` says so (a session to save, messages
+    to store), and then they still get their thread.
+    """
+
+    def needs_thread(self, request: HttpRequest) -> bool:
+        return False
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        response = None
+        if hasattr(self, "process_request"):
+            response = await self._run(self.process_request, request)
+        response = response or await self.get_response(request)
+        if hasattr(self, "process_response"):
+            response = await self._run(self.process_response, request, response)
+        return response
+
+    async def _run(self, hook: Callable, request: HttpRequest, *args: object):
+        if self.needs_thread(request):
+            return await sync_to_async(hook)(request, *args)
+        return hook(request, *args)
+
+
+class SecurityMiddleware(_OnTheLoop, security.SecurityMiddleware):
+    pass
+
+
+class CommonMiddleware(_OnTheLoop, common.CommonMiddleware):
+    pass
+
+
+class XFrameOptionsMiddleware(_OnTheLoop, clickjacking.XFrameOptionsMiddleware):
+    pass
+
+
+class AuthenticationMiddleware(_OnTheLoop, auth.AuthenticationMiddleware):
+    """Sets the lazy `request.user` and `request.auser`; reading them is the I/O."""
+
+
+class SessionMiddleware(_OnTheLoop, sessions.SessionMiddleware):
+    """The session loads lazily; only saving a changed one needs the database."""
+
+    def needs_thread(self, request: HttpRequest) -> bool:
+        session = getattr(request, "session", None)
+        return session is not None and (
+            session.modified or settings.SESSION_SAVE_EVERY_REQUEST
+        )
+
+
+class MessageMiddleware(_OnTheLoop, messages.MessageMiddleware):
+    """Storing messages may load the session; a request that used none does not."""
+
+    def needs_thread(self, request: HttpRequest) -> bool:
+        storage = getattr(request, "_messages", None)
+        return storage is not None and (storage.used or storage.added_new)
+
+
+class CsrfViewMiddleware(_OnTheLoop, csrf.CsrfViewMiddleware):
+    """The CSRF secret lives in a cookie unless CSRF_USE_SESSIONS puts it in the
+    session. The body a POST's check reads is already in memory (see
+    `unreadable_body`)."""
+
+    def needs_thread(self, request: HttpRequest) -> bool:
+        return settings.CSRF_USE_SESSIONS
+
+    async def process_view(self, request: HttpRequest, *args: object):
+        return await self._run(super().process_view, request, *args)

@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.urls import reverse
 
 from streaming import conversations, generation, hub, limits, sse
+from streaming.asgi import hand_back_thread
 from streaming.auth import UNREADABLE_BODY, allow, api_auth, error
 from streaming.forms import StartForm
 from streaming.models import StreamLog
@@ -118,6 +119,7 @@ async def _events(
 
 async def _stream(log: StreamLog, *, after: int, id_prefix: str) -> HttpResponse:
     await _release_connection()
+    hand_back_thread()
     feed = await hub.attach(log)
     return sse.response(_frames(log, feed, after=after, id_prefix=id_prefix))
 
@@ -223,6 +225,8 @@ def _not_found() -> JsonResponse:
 
 @sync_to_async
 def _release_connection() -> None:
-    """Close this request's database connection before a long response: a stream
-    must not pin a connection for its whole life (the pool serves every stream)."""
-    connection.close()
+    """Give this request's database connection back before a long response: a
+    stream must not pin a connection for its whole life (the pool serves every
+    stream). A connection CONN_MAX_AGE keeps stays with the thread for its next
+    request; any other is closed."""
+    connection.close_if_unusable_or_obsolete()

@@ -68,3 +68,20 @@ def test_the_deploy_check_warns_about_the_in_memory_channel_layer(settings):
 
     assert "streaming.W007" in _ids(include_deployment_checks=True)
     assert "streaming.W007" not in _ids()
+
+
+@pytest.mark.parametrize(
+    "removed",
+    [
+        "streaming.middleware.SecurityMiddleware",
+        "streaming.middleware.XFrameOptionsMiddleware",
+        "streaming.middleware.CsrfViewMiddleware",
+    ],
+)
+def test_the_deploy_check_wants_the_protective_middleware(settings, removed):
+    """Django's own check (silenced) looks for its exact paths; ours takes subclasses."""
+    assert "streaming.W008" not in _ids(include_deployment_checks=True)
+
+    settings.MIDDLEWARE = [path for path in settings.MIDDLEWARE if path != removed]
+
+    assert "streaming.W008" in _ids(include_deployment_checks=True)
