@@ -6,7 +6,8 @@ class StreamingConfig(AppConfig):
     verbose_name = "Streaming"
 
     def ready(self) -> None:
-        from streaming import checks, providers  # noqa: F401 - checks register themselves
+        # Checks and cache-invalidating signal receivers register themselves.
+        from streaming import auth, checks, limits, providers  # noqa: F401
 
         # Import the provider SDKs now rather than on the first request (about 2 s).
         providers.configured()

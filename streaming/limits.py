@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 
+from streaming import caching
 from streaming.models import UsageLimit
 
 # A concurrency slot leaked by a killed worker frees itself after this long.
@@ -51,6 +54,15 @@ def estimate_tokens_for_length(characters: int) -> int:
 
 
 def limits_for(user_id: int) -> Limits:
+    """The user's limits, from the cache or the database (and then cached)."""
+    limits = cache.get(_limits_key(user_id))
+    if limits is None:
+        limits = _load_limits(user_id)
+        cache.set(_limits_key(user_id), limits, caching.CACHE_SECONDS)
+    return limits
+
+
+def _load_limits(user_id: int) -> Limits:
     own = UsageLimit.objects.filter(user_id=user_id).first()
 
     def pick(field: str, default: int) -> int:
@@ -66,11 +78,22 @@ def limits_for(user_id: int) -> Limits:
     )
 
 
-@sync_to_async
-def acquire(user_id: int) -> Limits:
+async def acquire(user_id: int) -> Limits:
     """Take a stream slot for the user and return their limits, or raise
-    `LimitExceeded` (nothing is taken). One trip to the worker thread for it all."""
-    limits = limits_for(user_id)
+    `LimitExceeded` (nothing is taken). Only the cache is asked, unless it does not
+    hold the user's limits yet."""
+    limits = await caching.call(_take_slot, user_id, None)
+    if limits is None:
+        known = await sync_to_async(limits_for)(user_id)
+        limits = await caching.call(_take_slot, user_id, known)
+    return limits
+
+
+def _take_slot(user_id: int, limits: Limits | None) -> Limits | None:
+    """None when `limits` is not given and the cache does not hold them."""
+    limits = limits or cache.get(_limits_key(user_id))
+    if limits is None:
+        return None
     now = time.time()
     if limits.tokens_per_day:
         used = cache.get(_day_key(user_id, now), 0)
@@ -97,7 +120,7 @@ def acquire(user_id: int) -> Limits:
 
 async def release(user_id: int) -> None:
     """Give back the slot `acquire` took."""
-    await sync_to_async(_increment)(f"limit:concurrent:{user_id}", ttl=_SLOT_TTL, by=-1)
+    await caching.call(_increment, f"limit:concurrent:{user_id}", ttl=_SLOT_TTL, by=-1)
 
 
 async def charge(user_id: int, tokens: int, *, budget: int) -> None:
@@ -106,8 +129,8 @@ async def charge(user_id: int, tokens: int, *, budget: int) -> None:
     if not tokens:
         return
     now = time.time()
-    used = await sync_to_async(_increment)(
-        _day_key(user_id, now), ttl=2 * 86400, by=tokens
+    used = await caching.call(
+        _increment, _day_key(user_id, now), ttl=2 * 86400, by=tokens
     )
     if tokens > 0 and budget and used > budget:
         raise _budget_exceeded(now)
@@ -117,6 +140,15 @@ def _budget_exceeded(now: float) -> LimitExceeded:
     wait = 86400 - int(now % 86400)
     message = "Today's token budget is spent; it renews at midnight UTC."
     return LimitExceeded("budget_exceeded", message, wait)
+
+
+def _limits_key(user_id: int) -> str:
+    return f"limits:{user_id}"
+
+
+@receiver([post_save, post_delete], sender=UsageLimit)
+def _forget_limits(instance: UsageLimit, **kwargs: object) -> None:
+    cache.delete(_limits_key(instance.user_id))
 
 
 def _day_key(user_id: int, now: float) -> str:

@@ -1,6 +1,5 @@
 import hashlib
 import secrets
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
@@ -216,11 +215,3 @@ class ApiToken(models.Model):
         self.prefix = raw[: len(TOKEN_PREFIX) + 6]
         self.key_hash = self.hash(raw)
         return raw
-
-    async def atouch(self) -> None:
-        """Record use, at most once a minute, so a busy token does not write per request."""
-        now = timezone.now()
-        if self.last_used_at and now - self.last_used_at < timedelta(minutes=1):
-            return
-        self.last_used_at = now
-        await ApiToken.objects.filter(pk=self.pk).aupdate(last_used_at=now)

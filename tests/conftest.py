@@ -13,6 +13,8 @@ import anthropic
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.cache import caches
+from django.core.cache.backends.locmem import LocMemCache
 from django.db import connection, connections
 from django.utils.crypto import get_random_string
 from helpers import (
@@ -75,6 +77,28 @@ def _no_limits(settings) -> None:
     # In-process hubs must not reap the rows tests build (the lease tests call the
     # reaper themselves, and relays under test run their own).
     settings.STREAM_LEASE_SECONDS = 10**9
+
+
+# Redis keys and channel groups of this session only: Redis outlives the test
+# database, whose stream and user ids start again in every session.
+SESSION_PREFIX = f"test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_redis_prefix() -> None:
+    settings.REDIS_PREFIX = SESSION_PREFIX  # the frame log's keys
+    # The cache's: caches made from now on (one per thread), and this thread's.
+    settings.CACHES["default"]["KEY_PREFIX"] = SESSION_PREFIX
+    caches["default"].key_prefix = SESSION_PREFIX
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    """This process's cache holds tokens and limits by id, and SQLite hands a rolled
+    back test's ids out again. (Redis is shared with the relays, and PostgreSQL never
+    reuses an id: left alone.)"""
+    if isinstance(caches["default"], LocMemCache):
+        caches["default"].clear()
 
 
 @pytest.fixture(autouse=True)
@@ -284,7 +308,7 @@ def relay_env(django_db_setup, provider_server, anthropic_server) -> dict[str, s
         SECURE_SSL_REDIRECT="false",
         SECURE_HSTS_SECONDS="0",
         # Keys and channel groups of this session only, whoever else uses the Redis.
-        REDIS_PREFIX=f"test-{uuid.uuid4().hex[:8]}",
+        REDIS_PREFIX=SESSION_PREFIX,
         # Limits get their own tests; elsewhere they must not get in the way.
         LIMIT_CONCURRENT_STREAMS="1000",
         LIMIT_STARTS_PER_MINUTE="100000",

@@ -534,6 +534,40 @@ def test_it_refuses_a_bad_token(client, alice, make_token, method, url, kind):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("change", ["revoke", "delete", "deactivate the user"])
+def test_a_token_stops_working_as_soon_as_it_is_revoked(
+    client, alice, make_token, change
+):
+    """Tokens are cached between requests; saving a change drops them at once."""
+    raw = make_token(alice)
+    url = "/streams/999999/events"  # a stream that is not there: 404 once let in
+    assert client.get(url, headers=_bearer(raw)).status_code == 404
+    token = ApiToken.objects.get(user=alice)
+    match change:
+        case "revoke":
+            token.revoked_at = timezone.now()
+            token.save()
+        case "delete":
+            token.delete()
+        case "deactivate the user":
+            alice.is_active = False
+            alice.save()
+
+    response = client.get(url, headers=_bearer(raw))
+
+    _assert_error(response, 401, "unauthorized")
+
+
+@pytest.mark.django_db
+def test_a_known_token_costs_no_query(client, alice_token, django_assert_num_queries):
+    url = "/streams/999999/events"
+    assert client.get(url, headers=_bearer(alice_token)).status_code == 404
+
+    with django_assert_num_queries(1):  # the stream's, not the token's
+        assert client.get(url, headers=_bearer(alice_token)).status_code == 404
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("prompt", ["", "   ", "\n\t "])
 def test_it_refuses_an_empty_prompt(client, alice_token, prompt):
     on_get = client.get(
