@@ -821,6 +821,10 @@ async def _stream(
         "outcome": None,
         "retry_count": retry_count,
         "started_at": time.time(),
+        # The client's port: the same port twice means one kept-alive connection.
+        "client_port": (request.transport.get_extra_info("peername") or (None, None))[1]
+        if request.transport
+        else None,
         "first_token_at": None,
         "ended_at": None,
     }

@@ -254,3 +254,22 @@ async def test_the_provider_key_never_reaches_the_relays_log(
     log = relay.log()
     assert "stream finished" in log
     assert provider_key not in log
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_the_next_stream_reuses_the_upstream_connection(
+    relay, alice_token, upstream, provider
+):
+    """The relay reads the body's end after the provider's terminator, so the SDK's
+    pool keeps the connection: the next stream needs no new TCP (with a real
+    provider, TLS) handshake before its first token."""
+    keys = [new_key() for _ in range(3)]
+    for key in keys:
+        received = await _ask(relay, alice_token, provider, "Hi " + fake(key=key))
+        assert received.events[-1].event == "done"
+
+    ports = [(await upstream[provider].outcome(key))["client_port"] for key in keys]
+    assert all(ports)
+    # The pool may hold other idle connections from earlier streams; a new one for
+    # every stream would show three ports never seen before.
+    assert len(set(ports)) < len(ports), ports

@@ -64,8 +64,10 @@ class AnthropicProvider:
                 max_tokens=max_tokens,
                 stream=True,
             ) as response:
-                async for item in _deltas(wire.lines(response.iter_text())):
+                chunks = response.iter_text()
+                async for item in _deltas(wire.lines(chunks)):
                     yield item
+                await wire.finish(chunks)
         except anthropic.APIStatusError as error:
             raise error_for_status(error.status_code, error.response.headers) from None
         except (anthropic.APITimeoutError, httpx2.TimeoutException):

@@ -53,8 +53,10 @@ class OpenAIProvider:
                 stream=True,
                 stream_options={"include_usage": True},
             ) as response:
-                async for item in _deltas(wire.lines(response.iter_text())):
+                chunks = response.iter_text()
+                async for item in _deltas(wire.lines(chunks)):
                     yield item
+                await wire.finish(chunks)
         except openai.APIStatusError as error:
             raise error_for_status(error.status_code, error.response.headers) from None
         except (openai.APITimeoutError, httpx2.TimeoutException):
