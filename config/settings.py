@@ -221,6 +221,9 @@ PROVIDER_CONNECT_TIMEOUT_SECONDS = env.float(
     "PROVIDER_CONNECT_TIMEOUT_SECONDS", default=10
 )
 PROVIDER_STALL_TIMEOUT_SECONDS = env.float("PROVIDER_STALL_TIMEOUT_SECONDS", default=60)
+# The SDKs' HTTP transport: "aiohttp" (their documented DefaultAioHttpClient, the
+# `aiohttp` extra: less CPU per token than httpx in bench/) or "httpx" (their default).
+PROVIDER_HTTP_CLIENT = env.str("PROVIDER_HTTP_CLIENT", default="aiohttp")
 
 # Per-user limits (overridable per user in the admin); counters live in the cache.
 LIMIT_CONCURRENT_STREAMS = env.int("LIMIT_CONCURRENT_STREAMS", default=3)

@@ -273,3 +273,28 @@ async def test_the_next_stream_reuses_the_upstream_connection(
     # The pool may hold other idle connections from earlier streams; a new one for
     # every stream would show three ports never seen before.
     assert len(set(ports)) < len(ports), ports
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_the_sdks_own_httpx_transport_works_too(
+    start_relay, alice_token, provider
+):
+    """PROVIDER_HTTP_CLIENT=httpx: the SDKs' default transport instead of aiohttp."""
+    relay = start_relay(PROVIDER_HTTP_CLIENT="httpx")
+    options = {"pattern": "tricky", "tokens": 40, "delay_ms": 1}
+    key = new_key()
+
+    received = await _ask(
+        relay, alice_token, provider, "Hi " + fake(**options, key=key)
+    )
+
+    assert token_text(received.events) == expected_answer(**options)
+    assert received.events[-1].event == "done"
+    closed = f"http://127.0.0.1:{free_port()}"
+    refused = start_relay(
+        PROVIDER_HTTP_CLIENT="httpx",
+        OPENAI_BASE_URL=f"{closed}/v1",
+        ANTHROPIC_BASE_URL=closed,
+    )
+    received = await _ask(refused, alice_token, provider, "Anyone there?")
+    assert json.loads(received.events[-1].data)["code"] == "unavailable"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Protocol, TypedDict
 
+import aiohttp
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
@@ -116,6 +117,18 @@ class PerLoop:
         if loop not in self._clients:
             self._clients[loop] = self._make()
         return self._clients[loop]
+
+
+def timeout_error(error: BaseException) -> ProviderError:
+    """The error for what an SDK reports as a timeout. Its aiohttp transport reports a
+    refused or unresolvable connection as a connect timeout too: that one is
+    `Unavailable`, not a provider that stopped sending."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, aiohttp.ClientConnectorError):
+            return Unavailable()
+        cause = cause.__cause__ or cause.__context__
+    return Timeout()
 
 
 def retry_delay(attempt: int, error: ProviderError, *, elapsed: float) -> float | None:

@@ -14,10 +14,10 @@ from streaming.providers import (
     PerLoop,
     ProviderError,
     TextDelta,
-    Timeout,
     Unavailable,
     Usage,
     error_for_status,
+    timeout_error,
     wire,
 )
 
@@ -46,6 +46,9 @@ class AnthropicProvider:
                 api_key=settings.ANTHROPIC_API_KEY,
                 base_url=settings.ANTHROPIC_BASE_URL,
                 max_retries=0,  # generation retries (providers.retry_delay)
+                http_client=anthropic.DefaultAioHttpClient()
+                if settings.PROVIDER_HTTP_CLIENT == "aiohttp"
+                else None,
                 timeout=anthropic.Timeout(
                     settings.PROVIDER_STALL_TIMEOUT_SECONDS,
                     connect=settings.PROVIDER_CONNECT_TIMEOUT_SECONDS,
@@ -70,8 +73,8 @@ class AnthropicProvider:
                 await wire.finish(chunks)
         except anthropic.APIStatusError as error:
             raise error_for_status(error.status_code, error.response.headers) from None
-        except (anthropic.APITimeoutError, httpx2.TimeoutException):
-            raise Timeout() from None
+        except (anthropic.APITimeoutError, httpx2.TimeoutException) as error:
+            raise timeout_error(error) from None
         except anthropic.APIConnectionError:
             raise Unavailable() from None
         except httpx2.TransportError:

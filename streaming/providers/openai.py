@@ -14,10 +14,10 @@ from streaming.providers import (
     PerLoop,
     ProviderError,
     TextDelta,
-    Timeout,
     Unavailable,
     Usage,
     error_for_status,
+    timeout_error,
     wire,
 )
 
@@ -34,6 +34,9 @@ class OpenAIProvider:
                 api_key=settings.OPENAI_API_KEY,
                 base_url=settings.OPENAI_BASE_URL,
                 max_retries=0,  # generation retries (providers.retry_delay)
+                http_client=openai.DefaultAioHttpClient()
+                if settings.PROVIDER_HTTP_CLIENT == "aiohttp"
+                else None,
                 timeout=openai.Timeout(
                     settings.PROVIDER_STALL_TIMEOUT_SECONDS,
                     connect=settings.PROVIDER_CONNECT_TIMEOUT_SECONDS,
@@ -59,8 +62,8 @@ class OpenAIProvider:
                 await wire.finish(chunks)
         except openai.APIStatusError as error:
             raise error_for_status(error.status_code, error.response.headers) from None
-        except (openai.APITimeoutError, httpx2.TimeoutException):
-            raise Timeout() from None
+        except (openai.APITimeoutError, httpx2.TimeoutException) as error:
+            raise timeout_error(error) from None
         except openai.APIConnectionError:
             raise Unavailable() from None
         except httpx2.TransportError:
