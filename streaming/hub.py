@@ -145,6 +145,8 @@ class Hub:
         """Put the rest of an ended stream and its outcome (the fields of its log row)
         in the frame log, before the database hears of it."""
         broadcast = self.owned[stream_id]
+        if not framelog.enabled():
+            return
         entry = _unlogged(broadcast, ending=True, outcome=outcome)
         try:
             await framelog.append([entry])
@@ -157,7 +159,7 @@ class Hub:
     async def close(self, stream_id: int) -> None:
         broadcast = self.owned[stream_id]
         try:
-            if not broadcast.ending_logged:
+            if not broadcast.ending_logged and framelog.enabled():
                 await framelog.append([_unlogged(broadcast, ending=True)])
             if broadcast.is_watched:
                 await self._publish(broadcast, broadcast.published)
