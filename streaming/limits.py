@@ -159,9 +159,8 @@ def _increment(key: str, *, ttl: int, by: int = 1) -> int:
     # The cache's sync incr: atomic in Redis (INCRBY) and in the local-memory cache
     # (under its lock). Django's async aincr() is a get followed by a set, which would
     # let simultaneous starts all pass.
-    cache.add(key, 0, ttl)
     try:
         return cache.incr(key, by)
-    except ValueError:  # expired between add and incr
+    except ValueError:  # not there yet, or expired: start it (add keeps a racer's)
         cache.add(key, 0, ttl)
         return cache.incr(key, by)
