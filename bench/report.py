@@ -124,6 +124,12 @@ def markdown(results: dict) -> str:
             f"{fmt(get(peer, 'd_memory.1M_chars.rss_growth_kb'), 0, ' KB')} "
             f"| {fmt(big_relay, 0, ' KB')} | {verdict(big_relay < 2048)} |"
         )
+    viewer_kb = get(results, "v_extra_viewers.rss_per_extra_viewer_kb")
+    if viewer_kb is not None:
+        lines.append(
+            f"| (d) RSS per extra viewer of a stream ≤ 64 KB | – "
+            f"| {fmt(viewer_kb, 1, ' KB')} | {verdict(viewer_kb <= 64)} |"
+        )
     if g:
         gap = get(g, "viewer.gap_ms.p99")
         ok = get(g, "viewer.streams_ok") == g.get("streams") and gap is not None
@@ -211,6 +217,10 @@ def markdown(results: dict) -> str:
             ),
             "| RSS growth, 1,000-character answer | {} | {} |".format(
                 *both("d_memory.1k_chars.rss_growth_kb", 0, " KB")
+            ),
+            "| RSS per extra viewer ({} streams, each watched a second time) | – | {} |".format(
+                get(results, "v_extra_viewers.streams"),
+                fmt(get(results, "v_extra_viewers.rss_per_extra_viewer_kb"), 1, " KB"),
             ),
             "",
         ]

@@ -9,7 +9,8 @@ measured run in fresh processes, the relay pinned to core 0 and the fake provide
 load generator to core 1. Our relay runs as users run it: `manage.py serve` with
 production settings (DEBUG off), an API token, its SQLite database and the in-memory
 channel layer; scenario (g) runs two `manage.py serve` processes on Redis and watches a
-stream started on one from the other.
+stream started on one from the other; scenario (v) watches 200 running streams a second
+time and measures RSS per extra viewer.
 
 Writes bench/results/<UTC>/: peer/ and relay/ (raw runs and summaries per system),
 results.json (both, plus g), RESULTS.md (the tables) and plot.png.
@@ -249,6 +250,103 @@ def g_cross_process(outdir: Path, env: dict[str, str], token: str, args) -> dict
                 process.kill()
 
 
+# --------------------------------------------------------------------------- (v)
+
+
+def v_extra_viewers(outdir: Path, env: dict[str, str], token: str, args) -> dict:
+    """RSS per extra viewer: streams each watched once, then each a second time."""
+    directory = outdir / "v"
+    directory.mkdir()
+    fake_port, port = free_port(), free_port()
+    processes = []
+    pin = ["taskset", "-c", "1"]
+    streams = args.v_streams
+    try:
+        processes.append(
+            subprocess.Popen(
+                pin + [PY, str(HERE / "fake_provider.py"), "--port", str(fake_port)],
+                stdout=subprocess.DEVNULL,
+                stderr=open(directory / "fake.log", "w"),
+            )
+        )
+        wait_http(f"http://127.0.0.1:{fake_port}/health")
+        env = env | {
+            "STREAM_ORPHAN_GRACE_SECONDS": "30",
+            "OPENAI_BASE_URL": f"http://127.0.0.1:{fake_port}/v1",
+            "OPENAI_API_KEY": "sk-fake",
+        }
+        processes.append(
+            subprocess.Popen(
+                ["taskset", "-c", "0"] + shlex.split(serve_command(str(port))),
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=open(directory / "relay.log", "w"),
+            )
+        )
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/healthz")
+        relay_pid = processes[-1].pid
+        # Long, slow answers: all of them are still running while the viewers come.
+        ids = []
+        for _ in range(streams):
+            request = urllib.request.Request(
+                f"{base}/streams/",
+                data=json.dumps(
+                    {"prompt": "hold [fake?tokens=30&delay_ms=1000]"}
+                ).encode(),
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Content-Type": "application/json",
+                },
+                method="POST",
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                ids.append(json.loads(response.read())["id"])
+        urls = directory / "urls.txt"
+        urls.write_text("".join(f"{base}/streams/{i}/events\n" for i in ids))
+
+        def viewers() -> list[str]:
+            command = pin + [PY, str(HERE / "loadgen.py"), f"{base}/streams/0/events"]
+            command += [
+                "-c",
+                str(streams),
+                "--timeout",
+                "120",
+                "--urls-file",
+                str(urls),
+            ]
+            command += ["-H", f"Authorization: Bearer {token}"]
+            command += ["--pid", str(relay_pid), "--rss-interval", "0.2"]
+            return command
+
+        first = subprocess.Popen(viewers(), stdout=subprocess.PIPE, text=True)
+        time.sleep(5)  # every first viewer attached and reading
+        second = subprocess.run(
+            viewers(), capture_output=True, text=True, timeout=200, check=True
+        )
+        first_out, _ = first.communicate(timeout=200)
+        once = json.loads(first_out.strip().splitlines()[-1])
+        twice = json.loads(second.stdout.strip().splitlines()[-1])
+        start, peak = twice["server"]["rss_start_kb"], twice["server"]["rss_peak_kb"]
+        return {
+            "streams": streams,
+            "first_viewers_ok": once.get("streams_ok"),
+            "second_viewers_ok": twice.get("streams_ok"),
+            "rss_with_one_viewer_each_kb": start,
+            "rss_with_two_viewers_each_kb": peak,
+            "rss_per_extra_viewer_kb": round((peak - start) / streams, 2),
+        }
+    finally:
+        for process in reversed(processes):
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -265,6 +363,8 @@ def main() -> None:
     parser.add_argument("--c-tokens", type=int, default=200)
     parser.add_argument("--g-streams", type=int, default=20)
     parser.add_argument("--no-g", action="store_true", help="skip the Redis scenario")
+    parser.add_argument("--v-streams", type=int, default=200)
+    parser.add_argument("--no-v", action="store_true", help="skip the extra viewers")
     parser.add_argument("--systems", default="peer,relay")
     parser.add_argument("--outdir")
     args = parser.parse_args()
@@ -289,6 +389,9 @@ def main() -> None:
     if not args.no_g:
         print("== g: a stream on one process watched from another through Redis")
         results["g_cross_process"] = g_cross_process(outdir, env, token, args)
+    if not args.no_v:
+        print("== v: memory per extra viewer of a stream")
+        results["v_extra_viewers"] = v_extra_viewers(outdir, env, token, args)
     (outdir / "results.json").write_text(json.dumps(results, indent=1))
     subprocess.run([PY, str(HERE / "report.py"), str(outdir)], check=True)
 
