@@ -146,13 +146,79 @@ def redis_calls(info: dict[str, str]) -> dict[str, int]:
     return calls
 
 
+def start_fake_provider(directory: Path, processes: list) -> int:
+    """The fake provider on core 1 (appended to `processes`); its port."""
+    port = free_port()
+    processes.append(
+        subprocess.Popen(
+            [
+                "taskset",
+                "-c",
+                "1",
+                PY,
+                str(HERE / "fake_provider.py"),
+                "--port",
+                str(port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(directory / "fake.log", "w"),
+        )
+    )
+    wait_http(f"http://127.0.0.1:{port}/health")
+    return port
+
+
+def start_relay(
+    directory: Path, env: dict[str, str], name: str, processes: list
+) -> str:
+    """`manage.py serve` on core 0 (appended to `processes`); its URL."""
+    port = free_port()
+    processes.append(
+        subprocess.Popen(
+            ["taskset", "-c", "0"] + shlex.split(serve_command(str(port))),
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=open(directory / f"{name}.log", "w"),
+        )
+    )
+    return f"http://127.0.0.1:{port}"
+
+
+def start_streams(base: str, token: str, prompt: str, count: int) -> list[int]:
+    """POST /streams/ `count` times; the new streams' ids."""
+    ids = []
+    for _ in range(count):
+        request = urllib.request.Request(
+            f"{base}/streams/",
+            data=json.dumps({"prompt": prompt}).encode(),
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/json",
+            },
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            ids.append(json.loads(response.read())["id"])
+    return ids
+
+
+def stop_all(processes: list) -> None:
+    for process in reversed(processes):
+        process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def g_cross_process(outdir: Path, env: dict[str, str], token: str, args) -> dict:
     """A stream on one `manage.py serve` watched from a second through a private Redis."""
     directory = outdir / "g"
     directory.mkdir()
-    redis_port, fake_port = free_port(), free_port()
-    ports = [free_port(), free_port()]
-    processes = []
+    redis_port = free_port()
+    processes: list = []
     pin = ["taskset", "-c", "1"]
     try:
         processes.append(
@@ -163,14 +229,7 @@ def g_cross_process(outdir: Path, env: dict[str, str], token: str, args) -> dict
                 stdout=open(directory / "redis.log", "w"),
             )
         )
-        processes.append(
-            subprocess.Popen(
-                pin + [PY, str(HERE / "fake_provider.py"), "--port", str(fake_port)],
-                stdout=subprocess.DEVNULL,
-                stderr=open(directory / "fake.log", "w"),
-            )
-        )
-        wait_http(f"http://127.0.0.1:{fake_port}/health")
+        fake_port = start_fake_provider(directory, processes)
         env = env | {
             # The streams wait for their viewer on the other process: default grace.
             "STREAM_ORPHAN_GRACE_SECONDS": "30",
@@ -178,37 +237,17 @@ def g_cross_process(outdir: Path, env: dict[str, str], token: str, args) -> dict
             "OPENAI_BASE_URL": f"http://127.0.0.1:{fake_port}/v1",
             "OPENAI_API_KEY": "sk-fake",
         }
-        for i, port in enumerate(ports):
-            processes.append(
-                subprocess.Popen(
-                    ["taskset", "-c", "0"] + shlex.split(serve_command(str(port))),
-                    env=env,
-                    cwd=ROOT,
-                    stdout=subprocess.DEVNULL,
-                    stderr=open(directory / f"relay-{i}.log", "w"),
-                )
-            )
-        for port in ports:
-            wait_http(f"http://127.0.0.1:{port}/healthz")
-        owner, viewer = (f"http://127.0.0.1:{port}" for port in ports)
+        owner, viewer = (
+            start_relay(directory, env, f"relay-{i}", processes) for i in range(2)
+        )
+        for base in (owner, viewer):
+            wait_http(f"{base}/healthz")
         streams = args.g_streams
         options = f"tokens={args.c_tokens}&delay_ms=20"
         results = {}
         before = redis_info(redis_port)
         # Start the streams on the owner, then watch every one of them from the viewer.
-        ids = []
-        for _ in range(streams):
-            request = urllib.request.Request(
-                f"{owner}/streams/",
-                data=json.dumps({"prompt": f"hello [fake?{options}]"}).encode(),
-                headers={
-                    "Authorization": f"Bearer {token}",
-                    "Content-Type": "application/json",
-                },
-                method="POST",
-            )
-            with urllib.request.urlopen(request, timeout=10) as response:
-                ids.append(json.loads(response.read())["id"])
+        ids = start_streams(owner, token, f"hello [fake?{options}]", streams)
         url_file = directory / "urls.txt"
         url_file.write_text("".join(f"{viewer}/streams/{i}/events\n" for i in ids))
         command = pin + [
@@ -241,13 +280,7 @@ def g_cross_process(outdir: Path, env: dict[str, str], token: str, args) -> dict
         }
         return results
     finally:
-        for process in reversed(processes):
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all(processes)
 
 
 # --------------------------------------------------------------------------- (v)
@@ -257,52 +290,22 @@ def v_extra_viewers(outdir: Path, env: dict[str, str], token: str, args) -> dict
     """RSS per extra viewer: streams each watched once, then each a second time."""
     directory = outdir / "v"
     directory.mkdir()
-    fake_port, port = free_port(), free_port()
-    processes = []
+    processes: list = []
     pin = ["taskset", "-c", "1"]
     streams = args.v_streams
     try:
-        processes.append(
-            subprocess.Popen(
-                pin + [PY, str(HERE / "fake_provider.py"), "--port", str(fake_port)],
-                stdout=subprocess.DEVNULL,
-                stderr=open(directory / "fake.log", "w"),
-            )
-        )
-        wait_http(f"http://127.0.0.1:{fake_port}/health")
+        fake_port = start_fake_provider(directory, processes)
         env = env | {
             "STREAM_ORPHAN_GRACE_SECONDS": "30",
             "OPENAI_BASE_URL": f"http://127.0.0.1:{fake_port}/v1",
             "OPENAI_API_KEY": "sk-fake",
         }
-        processes.append(
-            subprocess.Popen(
-                ["taskset", "-c", "0"] + shlex.split(serve_command(str(port))),
-                env=env,
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=open(directory / "relay.log", "w"),
-            )
-        )
-        base = f"http://127.0.0.1:{port}"
+        base = start_relay(directory, env, "relay", processes)
         wait_http(f"{base}/healthz")
         relay_pid = processes[-1].pid
         # Long, slow answers: all of them are still running while the viewers come.
-        ids = []
-        for _ in range(streams):
-            request = urllib.request.Request(
-                f"{base}/streams/",
-                data=json.dumps(
-                    {"prompt": "hold [fake?tokens=30&delay_ms=1000]"}
-                ).encode(),
-                headers={
-                    "Authorization": f"Bearer {token}",
-                    "Content-Type": "application/json",
-                },
-                method="POST",
-            )
-            with urllib.request.urlopen(request, timeout=10) as response:
-                ids.append(json.loads(response.read())["id"])
+        prompt = "hold [fake?tokens=30&delay_ms=1000]"
+        ids = start_streams(base, token, prompt, streams)
         urls = directory / "urls.txt"
         urls.write_text("".join(f"{base}/streams/{i}/events\n" for i in ids))
 
@@ -338,13 +341,7 @@ def v_extra_viewers(outdir: Path, env: dict[str, str], token: str, args) -> dict
             "rss_per_extra_viewer_kb": round((peak - start) / streams, 2),
         }
     finally:
-        for process in reversed(processes):
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all(processes)
 
 
 # --------------------------------------------------------------------------- main

@@ -114,7 +114,6 @@ def api_auth(*, same_origin_session: bool = False) -> Callable[[View], View]:
         @csrf_exempt
         @functools.wraps(view)
         async def wrapper(request: HttpRequest, *args: object, **kwargs: object):
-
             user = await _token_user(request)
             if user is False:
                 return error(

@@ -144,9 +144,9 @@ class Hub:
     async def log_ending(self, stream_id: int, outcome: dict[str, Any]) -> None:
         """Put the rest of an ended stream and its outcome (the fields of its log row)
         in the frame log, before the database hears of it."""
-        broadcast = self.owned[stream_id]
         if not framelog.enabled():
             return
+        broadcast = self.owned[stream_id]
         entry = _unlogged(broadcast, ending=True, outcome=outcome)
         try:
             await framelog.append([entry])
