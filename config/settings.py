@@ -41,19 +41,19 @@ INSTALLED_APPS = [
 
 # No GZipMiddleware: it would buffer or compress the event stream.
 # Django's own middleware, as subclasses whose hooks run on the event loop instead of
-# a thread each (streaming/middleware.py): a dozen thread trips less per request.
+# a thread each (streaming/server/middleware.py): a dozen thread trips less per request.
 MIDDLEWARE = [
-    "streaming.middleware.SecurityMiddleware",
+    "streaming.server.middleware.SecurityMiddleware",
     "corsheaders.middleware.CorsMiddleware",
-    "streaming.middleware.content_security_policy",
-    "streaming.middleware.SessionMiddleware",
-    "streaming.middleware.CommonMiddleware",
-    "streaming.middleware.unreadable_body",
-    "streaming.middleware.CsrfViewMiddleware",
-    "streaming.middleware.AuthenticationMiddleware",
-    "streaming.middleware.MessageMiddleware",
-    "streaming.middleware.XFrameOptionsMiddleware",
-    "streaming.middleware.ServicesUnavailable",
+    "streaming.server.middleware.content_security_policy",
+    "streaming.server.middleware.SessionMiddleware",
+    "streaming.server.middleware.CommonMiddleware",
+    "streaming.server.middleware.unreadable_body",
+    "streaming.server.middleware.CsrfViewMiddleware",
+    "streaming.server.middleware.AuthenticationMiddleware",
+    "streaming.server.middleware.MessageMiddleware",
+    "streaming.server.middleware.XFrameOptionsMiddleware",
+    "streaming.server.middleware.ServicesUnavailable",
 ]
 
 # CORS is off unless origins are listed; then only the API answers them (programs on
@@ -113,9 +113,9 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 }
-# Request threads come from a pool (streaming/asgi.py), so a connection kept between
+# Request threads come from a pool (streaming/server/asgi.py), so a connection kept between
 # requests is reused, never leaked. PostgreSQL uses its connection pool instead, and
-# requires 0. The stream views give theirs back before streaming; generation tasks
+# requires 0. Streaming responses give theirs back before they start; generation tasks
 # share one worker thread that keeps its connection and reconnects when it goes stale.
 _POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 DATABASES["default"]["CONN_MAX_AGE"] = env.int(
@@ -242,7 +242,7 @@ STREAM_FANOUT_WINDOW_MS = env.int("STREAM_FANOUT_WINDOW_MS", default=25)
 STREAM_LEASE_SECONDS = env.float("STREAM_LEASE_SECONDS", default=30)
 STREAM_DRAIN_SECONDS = env.float("STREAM_DRAIN_SECONDS", default=20)
 STREAM_FINAL_WRITE_SECONDS = env.float("STREAM_FINAL_WRITE_SECONDS", default=16)
-# With REDIS_URL: each stream's text in Redis (`streaming/framelog.py`).
+# With REDIS_URL: each stream's text in Redis (`streaming/relay/framelog.py`).
 STREAM_LOG_INTERVAL_MS = env.int("STREAM_LOG_INTERVAL_MS", default=250)
 STREAM_LOG_TTL_SECONDS = env.int("STREAM_LOG_TTL_SECONDS", default=3600)
 

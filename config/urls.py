@@ -1,8 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from streaming.accounts import LoginView
-from streaming.health import healthz
+from streaming.pages.login import LoginView
+from streaming.server.health import healthz
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),

@@ -14,7 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from streaming import usage
+from streaming.accounting import charts, usage
 from streaming.models import ApiToken, Conversation, Message, StreamLog, UsageLimit
 
 _MARKDOWN = Script("streaming/admin.js", type="module")
@@ -170,8 +170,8 @@ class StreamLogAdmin(admin.ModelAdmin):
             return _csv_response(usage.to_csv(rows), since=since)
         daily = usage.daily(rows, since=since, until=usage.today())
         scope = f"last {days} days" + (f", {user.username}" if user else "")
-        charts = usage.charts(daily, scope=scope)
-        context |= {"rows": rows, "totals": usage.totals(rows), "charts": charts}
+        daily_charts = charts.for_days(daily, scope=scope)
+        context |= {"rows": rows, "totals": usage.totals(rows), "charts": daily_charts}
         return TemplateResponse(request, template, context)
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -7,7 +7,10 @@ class StreamingConfig(AppConfig):
 
     def ready(self) -> None:
         # Checks and cache-invalidating signal receivers register themselves.
-        from streaming import auth, checks, limits, providers  # noqa: F401
+        from streaming import providers
+        from streaming.accounting import limits  # noqa: F401
+        from streaming.api import credentials  # noqa: F401
+        from streaming.server import checks  # noqa: F401
 
         # Import the provider SDKs now rather than on the first request (about 2 s).
         providers.configured()

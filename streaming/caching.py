@@ -4,7 +4,7 @@ The default cache lives in this process's memory (LocMemCache): a call takes
 microseconds, far less than a trip to a thread, so it runs right on the event loop.
 Redis is across the network, through a synchronous client, so calls go to a thread.
 
-Tokens (streaming.auth) and per-user limits (streaming.limits) are read on every
+Tokens (`api.credentials`) and per-user limits (`accounting.limits`) are read on every
 stream start; they are cached for CACHE_SECONDS and dropped as soon as a change is
 saved (signal receivers beside each). A change made by a process that shares no cache
 with the server (`manage.py shell` without Redis) reaches it within CACHE_SECONDS.

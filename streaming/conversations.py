@@ -1,29 +1,43 @@
 """Starting a turn: the rows one stream needs, written in one transaction."""
 
 from dataclasses import dataclass
+from typing import Literal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from streaming.errors import Refused
 from streaming.models import Conversation, Message, StreamLog
-from streaming.providers import Message as ProviderMessage
+
+# `conversation=NEW` starts a conversation with the turn.
+NEW: Literal["new"] = "new"
 
 
-class NoSuchConversation(Exception):
-    pass
+class NoSuchConversation(Refused):
+    status = 404
+    code = "not_found"
+    message = "No such conversation."
 
 
-class NothingToRegenerate(Exception):
-    pass
+class NothingToRegenerate(Refused):
+    message = "There is no prompt to answer again."
+
+
+@dataclass(frozen=True)
+class Client:
+    """Who sent the request that starts a stream, as its row records it."""
+
+    addr: str | None = None
+    user_agent: str = ""
 
 
 @dataclass(frozen=True)
 class Turn:
-    log: StreamLog
+    stream: StreamLog
     conversation: Conversation | None
-    messages: list[ProviderMessage]
+    messages: list[dict[str, str]]  # what the provider receives, oldest first
 
 
 @transaction.atomic
@@ -33,20 +47,20 @@ def begin(
     prompt: str,
     provider: str,
     model: str,
-    conversation_id: int | None,
-    new_conversation: bool,
+    conversation: int | Literal["new"] | None,
     regenerate: bool = False,
-    client_addr: str | None = None,
-    user_agent: str = "",
+    client: Client = Client(),
 ) -> Turn:
-    """Create the stream log (and the conversation's messages) for one answer.
+    """Create the stream's row (and the conversation's messages) for one answer.
 
-    With `regenerate`, the conversation's last answer is replaced by a new one to its
-    last prompt. Raises `NoSuchConversation` for another user's conversation and
-    `NothingToRegenerate` when there is no prompt to answer again.
+    `conversation`: the id of one of the user's conversations, `NEW` to start one, or
+    None for a single prompt outside any conversation. With `regenerate`, the
+    conversation's last answer is replaced by a new one to its last prompt. Raises
+    `NoSuchConversation` for another user's conversation and `NothingToRegenerate`
+    when there is no prompt to answer again.
     """
-    conversation = None
-    if conversation_id is not None:
+    conversation_id, conversation = conversation, None
+    if isinstance(conversation_id, int):
         conversation = (
             Conversation.objects.select_for_update()
             .filter(pk=conversation_id, owner=user)
@@ -54,7 +68,7 @@ def begin(
         )
         if conversation is None:
             raise NoSuchConversation()
-    elif new_conversation:
+    elif conversation_id == NEW:
         conversation = Conversation.objects.create(
             owner=user, title=Conversation.title_for(prompt)
         )
@@ -64,25 +78,25 @@ def begin(
     elif conversation is not None:
         conversation.messages.create(role=Message.Role.USER, content=prompt)
 
-    log = StreamLog.objects.create(
+    stream = StreamLog.objects.create(
         user=user,
         conversation=conversation,
         provider=provider,
         model=model,
         prompt=prompt,
-        client_addr=client_addr,
-        user_agent=user_agent[:512],
+        client_addr=client.addr,
+        user_agent=client.user_agent[:512],
     )
     if conversation is None:
-        return Turn(log, None, [{"role": "user", "content": prompt}])
+        return Turn(stream, None, [{"role": "user", "content": prompt}])
 
     messages = conversation.context(
         max_messages=settings.MAX_CONTEXT_MESSAGES, max_chars=settings.MAX_CONTEXT_CHARS
     )
-    conversation.messages.create(role=Message.Role.ASSISTANT, stream=log)
+    conversation.messages.create(role=Message.Role.ASSISTANT, stream=stream)
     conversation.updated_at = timezone.now()
     conversation.save(update_fields=["updated_at"])
-    return Turn(log, conversation, messages)
+    return Turn(stream, conversation, messages)
 
 
 def _forget_last_answer(conversation: Conversation | None) -> str:

@@ -10,7 +10,8 @@ CONTENT_TYPE = "text/event-stream; charset=utf-8"
 
 
 def encode(event: str, data: str, *, id: str | None = None) -> str:
-    """One SSE frame. `data` must already use `\\n` line endings (see generation).
+    """One SSE frame. `data` must already use `\\n` line endings
+    (`relay.generation.Normaliser`).
 
     Each line of `data` becomes its own `data:` line, so a WHATWG parser rebuilds the
     text exactly, leading spaces and a `:` at a line start included.

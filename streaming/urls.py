@@ -1,6 +1,7 @@
 from django.urls import path, register_converter
 
-from streaming import pages, views
+from streaming.api import views as api
+from streaming.pages import views as pages
 
 
 class IdConverter:
@@ -33,8 +34,8 @@ urlpatterns = [
         pages.delete_conversation,
         name="conversation-delete",
     ),
-    path("chat/stream", views.chat_stream, name="chat-stream"),
-    path("streams/", views.start_stream, name="stream-start"),
-    path("streams/<id:stream_id>/events", views.stream_events, name="stream-events"),
-    path("streams/<id:stream_id>/stop", views.stop_stream, name="stream-stop"),
+    path("chat/stream", api.chat_stream, name="chat-stream"),
+    path("streams/", api.start_stream, name="stream-start"),
+    path("streams/<id:stream_id>/events", api.stream_events, name="stream-events"),
+    path("streams/<id:stream_id>/stop", api.stop_stream, name="stream-stop"),
 ]

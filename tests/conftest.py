@@ -17,7 +17,9 @@ from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
 from django.db import connection, connections
 from django.utils.crypto import get_random_string
-from helpers import (
+
+from streaming.models import ApiToken, StreamLog
+from tests.helpers import (
     LOGS,
     FakeProvider,
     Relay,
@@ -26,8 +28,6 @@ from helpers import (
     log_since,
     register_log,
 )
-
-from streaming.models import ApiToken, StreamLog
 
 # Random per session, so finding it anywhere in a response means it leaked.
 PROVIDER_KEY = f"sk-test-{uuid.uuid4().hex}"

@@ -36,12 +36,12 @@ from django.test import AsyncClient, Client
 from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from django.utils import timezone
 from django.utils.http import parse_header_parameters
-from helpers import free_port, parse_sse, token_text
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from streaming import providers
 from streaming.models import ApiToken, Conversation, Message, StreamLog
+from tests.helpers import free_port, parse_sse, token_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -1312,7 +1312,7 @@ def test_pages_answer_or_refuse_and_change_only_what_they_may(
 def test_a_form_body_django_cannot_read_is_a_400_everywhere(path, content_type):
     """Found by the properties above: a POST with a CSRF cookie (any visitor has one)
     and a form body Django cannot parse got a 500 from Django's own CSRF check, on
-    every page and on unknown URLs. streaming.middleware.unreadable_body answers 400."""
+    every page and on unknown URLs. streaming.server.middleware.unreadable_body answers 400."""
     client = AsyncClient(enforce_csrf_checks=True, raise_request_exception=False)
     client.cookies[django_settings.CSRF_COOKIE_NAME] = "c" * 32
     body = b'--x\r\nContent-Disposition: form-data; name="a"\r\n\r\nb\r\n--x--\r\n'

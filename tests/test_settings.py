@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 
-from helpers import BASE_DIR
+from tests.helpers import BASE_DIR
 
 SETTINGS = (BASE_DIR / "config" / "settings.py").read_text()
 EXAMPLE = (BASE_DIR / ".env.example").read_text()

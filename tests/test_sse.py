@@ -3,11 +3,11 @@ import random
 
 import httpx
 import pytest
-from helpers import Event, dispatched, expected_answer, parse_sse
 from httpx_sse import EventSource
 
 from streaming import sse
-from streaming.feed import Text
+from streaming.relay.feed import Text
+from tests.helpers import Event, dispatched, expected_answer, parse_sse
 
 TRICKY = expected_answer(pattern="tricky", tokens=34)
 

@@ -4,21 +4,20 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
-import httpx2
 from django.conf import settings
 
-from streaming.providers import (
+from streaming.providers import wire
+from streaming.providers.base import (
+    TRANSPORT_ERRORS,
     BadUpstream,
     Incomplete,
     Message,
     PerLoop,
     ProviderError,
     TextDelta,
-    Unavailable,
     Usage,
     error_for_status,
-    timeout_error,
-    wire,
+    sdk_error,
 )
 
 # Anthropic's error types inside a stream, as the HTTP status they stand for.
@@ -71,14 +70,8 @@ class AnthropicProvider:
                 async for item in _deltas(wire.lines(chunks)):
                     yield item
                 await wire.finish(chunks)
-        except anthropic.APIStatusError as error:
-            raise error_for_status(error.status_code, error.response.headers) from None
-        except (anthropic.APITimeoutError, httpx2.TimeoutException) as error:
-            raise timeout_error(error) from None
-        except anthropic.APIConnectionError:
-            raise Unavailable() from None
-        except httpx2.TransportError:
-            raise Incomplete() from None
+        except (anthropic.APIError, *TRANSPORT_ERRORS) as error:
+            raise sdk_error(error, anthropic) from None
 
 
 async def _deltas(lines: AsyncIterator[str]) -> AsyncIterator[TextDelta | Usage]:

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from django.conf import settings
 
-from streaming.providers import Message, TextDelta, Usage
+from streaming.providers.base import Message, TextDelta, Usage
 
 _ANSWER = """\
 This answer comes from the **offline demo provider**: no model was called and no \

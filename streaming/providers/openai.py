@@ -3,11 +3,12 @@
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx2
 import openai
 from django.conf import settings
 
-from streaming.providers import (
+from streaming.providers import wire
+from streaming.providers.base import (
+    TRANSPORT_ERRORS,
     BadUpstream,
     Incomplete,
     Message,
@@ -17,8 +18,7 @@ from streaming.providers import (
     Unavailable,
     Usage,
     error_for_status,
-    timeout_error,
-    wire,
+    sdk_error,
 )
 
 
@@ -60,15 +60,8 @@ class OpenAIProvider:
                 async for item in _deltas(wire.lines(chunks)):
                     yield item
                 await wire.finish(chunks)
-        except openai.APIStatusError as error:
-            raise error_for_status(error.status_code, error.response.headers) from None
-        except (openai.APITimeoutError, httpx2.TimeoutException) as error:
-            raise timeout_error(error) from None
-        except openai.APIConnectionError:
-            raise Unavailable() from None
-        except httpx2.TransportError:
-            # The body broke off after the response had started.
-            raise Incomplete() from None
+        except (openai.APIError, *TRANSPORT_ERRORS) as error:
+            raise sdk_error(error, openai) from None
 
 
 async def _deltas(lines: AsyncIterator[str]) -> AsyncIterator[TextDelta | Usage]:

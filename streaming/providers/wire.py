@@ -12,7 +12,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from streaming.providers import BadUpstream
+from streaming.providers.base import BadUpstream
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
 # How long the end of a body may take to arrive after the provider's terminator.

@@ -43,7 +43,7 @@ class Command(BaseCommand):
         from daphne.access import AccessLogGenerator
         from daphne.server import Server
 
-        from streaming import hub
+        from streaming.relay import hub
 
         class DrainingServer(Server):
             ports: list = []

@@ -1,0 +1,162 @@
+"""One stream's normalised text as it grows, and how it ended, for its viewers to read."""
+
+import asyncio
+import time
+from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from streaming.errors import StreamError
+from streaming.models import StreamLog
+
+# Chunks are joined into blocks of this many, so a long answer costs about one byte
+# per ASCII character rather than one small string object per token.
+_BLOCK = 256
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a stream ended: its `StreamLog.Status`, the error, or the usage."""
+
+    status: str
+    error: StreamError | None = None
+    usage: dict[str, int | None] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """As channel messages and the frame log carry it."""
+        error = self.error.as_dict() if self.error else None
+        return {"status": self.status, "error": error, "usage": self.usage}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Ending":
+        error = data.get("error")
+        return cls(
+            data["status"],
+            StreamError.from_dict(error) if error else None,
+            data.get("usage"),
+        )
+
+
+def ending_of(stream: StreamLog) -> Ending | None:
+    """The ending a finished stream's viewers see, rebuilt from its row."""
+    if not stream.is_finished:
+        return None
+    if stream.status == StreamLog.Status.COMPLETED:
+        usage = {
+            "input_tokens": stream.input_tokens,
+            "output_tokens": stream.output_tokens,
+        }
+        return Ending(stream.status, usage=usage)
+    error = StreamError.of(
+        stream.error_code or stream.status,
+        stream.error_message or "The stream did not complete.",
+    )
+    return Ending(stream.status, error=error)
+
+
+class Text:
+    """Append-only text that can be read from any offset (code points)."""
+
+    def __init__(self, initial: str = "") -> None:
+        self._blocks: list[str] = []
+        self._block_ends: list[int] = []
+        self._tail: list[str] = []
+        self._tail_ends: list[int] = []
+        self.length = 0
+        if initial:
+            self.append(initial)
+
+    def append(self, text: str) -> None:
+        self.length += len(text)
+        self._tail.append(text)
+        self._tail_ends.append(self.length)
+        if len(self._tail) >= _BLOCK:
+            self._blocks.append("".join(self._tail))
+            self._block_ends.append(self.length)
+            self._tail, self._tail_ends = [], []
+
+    def since(self, offset: int) -> str:
+        """The text after `offset` characters ("" when there is none yet)."""
+        if offset >= self.length:
+            return ""
+        blocks_end = self._block_ends[-1] if self._block_ends else 0
+        if offset >= blocks_end:
+            return _slice(self._tail, self._tail_ends, offset, blocks_end)
+        head = _slice(self._blocks, self._block_ends, offset, 0)
+        return head + "".join(self._tail)
+
+    def __str__(self) -> str:
+        return self.since(0)
+
+
+def _slice(parts: list[str], ends: list[int], offset: int, base: int) -> str:
+    i = bisect_right(ends, offset)
+    start = ends[i - 1] if i else base
+    first = parts[i][offset - start :]
+    return first if i == len(parts) - 1 else first + "".join(parts[i + 1 :])
+
+
+class Feed:
+    """What viewers read: the text so far, the ending once there is one, and a wake-up."""
+
+    def __init__(self, stream_id: int, text: str = "", ending: Ending | None = None):
+        self.stream_id = stream_id
+        self.text = Text(text)
+        self.ending = ending
+        self.viewers = 0
+        self.idle_since = time.monotonic()
+        self._waiter: asyncio.Future[None] | None = None
+
+    @property
+    def length(self) -> int:
+        return self.text.length
+
+    def since(self, offset: int) -> str:
+        return self.text.since(offset)
+
+    def append(self, text: str) -> None:
+        self.text.append(text)
+        self._wake()
+
+    def end(self, ending: Ending) -> None:
+        self.ending = ending
+        self._wake()
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait for more text or the ending; False if `timeout` seconds passed first."""
+        if self._waiter is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+        # asyncio.wait leaves the shared future alone when this viewer is cancelled.
+        done, _ = await asyncio.wait((self._waiter,), timeout=timeout)
+        return bool(done)
+
+    def attach(self) -> None:
+        self.viewers += 1
+
+    def detach(self) -> None:
+        self.viewers -= 1
+        if not self.viewers:
+            self.idle_since = time.monotonic()
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            self._waiter.set_result(None)
+            self._waiter = None
+
+
+class Broadcast(Feed):
+    """A stream generated in this process, and how far its text has gone out."""
+
+    def __init__(self, stream_id: int, cancel: Callable[[str], None]):
+        super().__init__(stream_id)
+        self.cancel = cancel  # cancel(reason): "stopped", "orphaned" or "shutdown"
+        self.watched_until = 0.0  # monotonic time until which another process watches
+        self.published = 0  # offset up to which text went out to watching processes
+        self.logged = 0  # offset up to which the text is in the frame log
+        self.logged_at = 0.0
+        self.ending_logged = False
+
+    @property
+    def is_watched(self) -> bool:
+        return self.watched_until > time.monotonic()

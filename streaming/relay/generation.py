@@ -1,0 +1,245 @@
+"""Starting a stream and the task behind it: provider deltas -> normalised text -> hub.
+
+`start()` is the whole start: it refuses while the process drains, takes one of the
+user's concurrency slots, writes the rows and spawns the task, giving the slot back if
+any step fails. The task belongs to the process that started it, not to any HTTP
+response: viewers come and go through `hub.follow`. It ends when the provider finishes
+or fails, when someone stops it, or when nobody has watched it for
+STREAM_ORPHAN_GRACE_SECONDS; `outcome.finish` then writes the row and frees the slot.
+"""
+
+import asyncio
+import logging
+import time
+from contextlib import aclosing
+from typing import Literal
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+
+from streaming import conversations, providers
+from streaming.accounting import limits, tokens
+from streaming.conversations import Client, Turn
+from streaming.errors import StreamError
+from streaming.models import StreamLog
+from streaming.providers.base import (
+    Message,
+    Provider,
+    ProviderError,
+    Usage,
+    retry_delay,
+)
+from streaming.relay import background, hub, outcome
+from streaming.relay.feed import Broadcast, Ending
+from streaming.relay.outcome import Progress
+
+logger = logging.getLogger(__name__)
+
+# How often a running stream counts its tokens against the user's daily budget.
+_BUDGET_CHECK_SECONDS = 1.0
+
+_CANCELLED = {
+    "stopped": "The answer was stopped.",
+    "orphaned": "Nobody was watching the answer, so it was stopped.",
+}
+_SHUTDOWN = "The server restarted before the answer was complete; try again."
+
+
+async def start(
+    user: AbstractBaseUser,
+    *,
+    prompt: str,
+    provider: str,
+    model: str,
+    conversation: int | Literal["new"] | None,
+    regenerate: bool = False,
+    client: Client = Client(),
+) -> Turn:
+    """Start generating one answer in this process; viewers may follow at once.
+
+    `conversation` as `conversations.begin` takes it. Raises a `Refused`: `Draining`,
+    `limits.LimitExceeded`, `conversations.NoSuchConversation` or
+    `NothingToRegenerate`; nothing is left taken or written then.
+    """
+    hub_ = hub.get()
+    if hub_.draining:
+        raise hub.Draining()
+    user_limits = await limits.acquire(user.pk)
+    try:
+        turn = await sync_to_async(conversations.begin)(
+            user,
+            prompt=prompt,
+            provider=provider,
+            model=model,
+            conversation=conversation,
+            regenerate=regenerate,
+            client=client,
+        )
+        progress = Progress(user.pk, user_limits.tokens_per_day)
+        await _spawn(hub_, turn, progress)
+    except BaseException:
+        await limits.release(user.pk)
+        raise
+    return turn
+
+
+async def _spawn(hub_: hub.Hub, turn: Turn, progress: Progress) -> None:
+    """Open the stream on the hub and run it in a task of its own; from here the
+    task owns the slot and gives it back when it ends."""
+    reasons: list[str] = []
+
+    def cancel(reason: str) -> None:
+        reasons.append(reason)
+        task.cancel()
+
+    broadcast = await hub_.open(turn.stream.pk, cancel)
+    task = background.spawn(_run(turn, broadcast, progress, reasons))
+
+
+async def _run(
+    turn: Turn, broadcast: Broadcast, progress: Progress, reasons: list[str]
+) -> None:
+    stream = turn.stream
+    progress.prompt_tokens = sum(tokens.estimate(m["content"]) for m in turn.messages)
+    ending = Ending(StreamLog.Status.COMPLETED)
+    try:
+        # charge() counts before it raises, so record the charge first.
+        progress.charged = progress.prompt_tokens
+        await limits.charge(stream.user_id, progress.charged, budget=progress.budget)
+        await _generate(stream, broadcast, turn.messages, progress)
+    except ProviderError as error:
+        ending = Ending(StreamLog.Status.ERROR, error=error.error)
+    except limits.LimitExceeded as exceeded:
+        error = StreamError(
+            exceeded.code, exceeded.message, retry_after=exceeded.retry_after
+        )
+        ending = Ending(StreamLog.Status.CANCELLED, error=error)
+    except asyncio.CancelledError:
+        ending = _cancelled(reasons[0] if reasons else "stopped")
+        raise
+    except Exception:
+        logger.exception("stream %s failed", stream.pk)
+        error = StreamError.of("internal", "Something went wrong on our side.")
+        ending = Ending(StreamLog.Status.ERROR, error=error)
+    finally:
+        await outcome.finish(stream, broadcast, progress, ending)
+
+
+def _cancelled(reason: str) -> Ending:
+    if reason == "shutdown":
+        error = StreamError.of("interrupted", _SHUTDOWN)
+        return Ending(StreamLog.Status.INTERRUPTED, error=error)
+    return Ending(
+        StreamLog.Status.CANCELLED, error=StreamError.of(reason, _CANCELLED[reason])
+    )
+
+
+async def _generate(
+    stream: StreamLog,
+    broadcast: Broadcast,
+    messages: list[Message],
+    progress: Progress,
+) -> None:
+    """Relay the provider's answer into the broadcast, retrying only before the first
+    token (after it, a retry would repeat text)."""
+    provider = providers.get(stream.provider)
+    while True:
+        progress.attempts += 1
+        try:
+            await _relay(stream, broadcast, provider, messages, progress)
+            return
+        except ProviderError as error:
+            if progress.ttft_ms is not None:
+                raise
+            elapsed = time.monotonic() - progress.started
+            delay = retry_delay(progress.attempts, error, elapsed=elapsed)
+            if delay is None:
+                raise
+            logger.info(
+                "stream %s: attempt %s failed (%s); retrying in %.2fs",
+                stream.pk,
+                progress.attempts,
+                error.code,
+                delay,
+            )
+            await asyncio.sleep(delay)
+
+
+async def _relay(
+    stream: StreamLog,
+    broadcast: Broadcast,
+    provider: Provider,
+    messages: list[Message],
+    progress: Progress,
+) -> None:
+    now = time.monotonic()
+    next_checkpoint = now + settings.STREAM_CHECKPOINT_SECONDS
+    next_budget_check = now + _BUDGET_CHECK_SECONDS
+    saving: asyncio.Task[None] | None = None  # the checkpoint being written
+    normalise = Normaliser()
+    deltas = provider.stream(
+        messages, model=stream.model, max_tokens=settings.MAX_OUTPUT_TOKENS
+    )
+    # Closing it closes the upstream connection even when a cancel lands while this
+    # task awaits something else (a budget check), with the stream paused at a yield.
+    async with aclosing(deltas):
+        async for item in deltas:
+            if isinstance(item, Usage):
+                progress.usage = item
+                continue
+            text = normalise(item.text)
+            if not text:
+                continue
+            if progress.ttft_ms is None:
+                progress.ttft_ms = progress.elapsed_ms()
+            broadcast.append(text)
+            now = time.monotonic()
+            if now >= next_budget_check:
+                next_budget_check = now + _BUDGET_CHECK_SECONDS
+                await _charge_output(stream, broadcast, progress)
+            if now >= next_checkpoint:
+                next_checkpoint = now + settings.STREAM_CHECKPOINT_SECONDS
+                # Beside the token flow: a slow database must not hold tokens back.
+                if saving is None or saving.done():
+                    answer = str(broadcast.text)
+                    saving = background.spawn(outcome.checkpoint(stream.pk, answer))
+
+
+async def _charge_output(
+    stream: StreamLog, broadcast: Broadcast, progress: Progress
+) -> None:
+    """Count the answer so far against the user's daily budget (raises when spent).
+
+    A cache that is briefly away does not stop the answer: the tokens are counted at
+    the next check, or at the end."""
+    spent = progress.prompt_tokens + tokens.estimate_length(broadcast.length)
+    try:
+        await limits.charge(
+            stream.user_id, spent - progress.charged, budget=progress.budget
+        )
+    except limits.LimitExceeded:
+        progress.charged = spent  # charge() counted them before it raised
+        raise
+    except Exception:
+        logger.warning("stream %s: could not count tokens; will retry", stream.pk)
+    else:
+        progress.charged = spent
+
+
+class Normaliser:
+    """Turns `\\r\\n` and `\\r` into `\\n`, across delta boundaries too, and lone
+    surrogates (unencodable) into U+FFFD, so every offset counts what viewers get."""
+
+    def __init__(self) -> None:
+        self._pending_cr = False
+
+    def __call__(self, text: str) -> str:
+        if self._pending_cr and text.startswith("\n"):
+            text = text[1:]
+        self._pending_cr = text.endswith("\r")
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        if not text.isascii():
+            text = text.encode("utf-8", "replace").decode("utf-8")
+        return text

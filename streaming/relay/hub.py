@@ -1,0 +1,272 @@
+"""This process's streams, the ones it runs and the ones it follows, and their viewers.
+
+A generation opens its stream here and closes it with its ending; viewers follow any
+stream through `Hub.follow`, whichever process runs it. Viewers in the owning process
+read the stream's `Broadcast` directly; a stream another process runs is followed
+through `fanout`. Once a fan-out window the hub has new text logged (`framelog`) and
+published to watching processes; once a watch interval it stops streams nobody has
+watched for STREAM_ORPHAN_GRACE_SECONDS and tends the mirrors.
+"""
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.conf import settings
+
+from streaming import sse
+from streaming.errors import Refused
+from streaming.models import StreamLog
+from streaming.relay import background, framelog
+from streaming.relay.fanout import WATCH_INTERVAL, Fanout, owner_group
+from streaming.relay.feed import Broadcast, Ending, Feed, ending_of
+
+logger = logging.getLogger(__name__)
+
+# A stream that ended here stays readable this long, for viewers that raced its end
+# (their copy of its row still says `streaming`).
+ENDED_LINGER = 5.0
+
+
+class Draining(Refused):
+    """This process is shutting down and takes no new streams."""
+
+    status = 503
+    code = "unavailable"
+    message = "This server is restarting; try again now."
+
+    def __init__(self) -> None:
+        super().__init__(retry_after=1)
+
+
+class BadOffset(Refused):
+    code = "bad_last_event_id"
+    message = "Last-Event-ID is not an offset of this stream."
+
+
+class Hub:
+    """The streams of one process (one event loop)."""
+
+    def __init__(self) -> None:
+        self.owned: dict[int, Broadcast] = {}
+        self.ended = _Ended()
+        layer = get_channel_layer()
+        self.fanout = Fanout(layer, self.owned)
+        self.writer = framelog.Writer()
+        # The in-memory layer reaches no other process: the streams this process owns
+        # need no group on it (its every send and receive sweeps all groups).
+        self.local_only = isinstance(layer, InMemoryChannelLayer)
+        self.draining = False  # set on shutdown: no new streams start here
+        self._ticker: asyncio.Task[None] | None = None
+
+    async def open(self, stream_id: int, cancel: Callable[[str], None]) -> Broadcast:
+        """Register a stream this process starts running; `cancel(reason)` stops it."""
+        broadcast = self.owned[stream_id] = Broadcast(stream_id, cancel)
+        self._start_ticker()
+        if not self.local_only:
+            try:
+                await self.fanout.join(owner_group(stream_id))
+            except Exception:
+                # The stream still works in this process; Stop from other processes
+                # does not reach it until the channel layer is back.
+                logger.exception(
+                    "stream %s: could not join the channel layer", stream_id
+                )
+        return broadcast
+
+    async def close(
+        self, stream_id: int, ending: Ending, *, outcome: dict[str, Any]
+    ) -> None:
+        """End a stream this process runs: its viewers get `ending`; the frame log gets
+        the rest of the text, the ending and `outcome` (the fields of its row) before
+        the database does; watching processes get the rest."""
+        broadcast = self.owned[stream_id]
+        broadcast.end(ending)
+        try:
+            await self.writer.end(broadcast, outcome)
+            if broadcast.is_watched:
+                await self.fanout.publish(broadcast, broadcast.published)
+            if not self.local_only:
+                await self.fanout.leave(owner_group(stream_id))
+        except Exception:
+            logger.exception("stream %s: could not leave the channel layer", stream_id)
+        finally:
+            del self.owned[stream_id]
+            self.ended.add(broadcast)
+
+    async def follow(
+        self, stream: StreamLog, *, after: int | None = None, id_prefix: str = ""
+    ) -> AsyncIterator[str] | None:
+        """One viewer's SSE frames of `stream`, counted as watching from now on (a
+        response can take longer to start than the orphan grace): see `_frames`.
+
+        `after`: the offset a reconnecting client has (None: a first connection).
+        Raises `BadOffset` past the end of the answer; None when a client reconnects
+        to a finished stream it has all of (answer 204, so EventSource stops).
+        """
+        known = self._known_length(stream)
+        if after is not None and known is not None:
+            if after > known:
+                raise BadOffset()
+            if after == known and stream.is_finished:
+                return None
+        feed = await self._feed(stream)
+        feed.attach()
+        return _frames(stream, feed, after=after or 0, id_prefix=id_prefix)
+
+    async def stop(self, stream_id: int) -> None:
+        """Stop a stream, on whichever process runs it."""
+        if broadcast := self.owned.get(stream_id):
+            broadcast.cancel("stopped")
+        else:
+            await self.fanout.stop(stream_id)
+
+    async def drain(self, seconds: float) -> None:
+        """Stop taking streams, let running ones finish for `seconds`, then end the
+        rest as interrupted (their viewers get a retryable error frame)."""
+        self.draining = True
+        deadline = time.monotonic() + seconds
+        while self.owned and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        for broadcast in list(self.owned.values()):
+            broadcast.cancel("shutdown")
+        deadline = time.monotonic() + 10
+        while self.owned and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    async def _feed(self, stream: StreamLog) -> Feed:
+        """What a viewer of `stream` reads: owned here, just ended, finished, or
+        mirrored from the process that runs it."""
+        if stream.pk in self.owned:
+            return self.owned[stream.pk]
+        if ended := self.ended.get(stream.pk):
+            return ended
+        if stream.is_finished:
+            return Feed(stream.pk, stream.response, ending_of(stream))
+        self._start_ticker()
+        return await self.fanout.mirror(stream)
+
+    def _known_length(self, stream: StreamLog) -> int | None:
+        """How much of the answer exists, if this process can tell."""
+        if stream.pk in self.owned:
+            return self.owned[stream.pk].length
+        if ended := self.ended.get(stream.pk):
+            return ended.length
+        return len(stream.response) if stream.is_finished else None
+
+    def _start_ticker(self) -> None:
+        if self._ticker is None or self._ticker.done():
+            self._ticker = background.spawn(self._tick())
+
+    async def _tick(self) -> None:
+        """Once a window, log and publish new text; once a watch interval, stop
+        orphans and tend the mirrors. Ends when there is nothing left to tend."""
+        window = settings.STREAM_FANOUT_WINDOW_MS / 1000
+        next_chores = 0.0
+        failing = False
+        while self.owned or self.fanout.mirrors:
+            await asyncio.sleep(window)
+            failing = await self._flush(failing=failing)
+            if time.monotonic() >= next_chores:
+                next_chores = time.monotonic() + WATCH_INTERVAL
+                _cancel_orphans(self.owned.values())  # needs no Redis: works in outages
+                try:
+                    await self.fanout.tend()
+                except Exception:
+                    logger.exception("could not follow other processes' streams")
+
+    async def _flush(self, *, failing: bool) -> bool:
+        """Log new text, then publish it to watching processes; True while failing."""
+        try:
+            await self.writer.flush(self.owned.values())
+            for broadcast in list(self.owned.values()):
+                if broadcast.is_watched and broadcast.published < broadcast.length:
+                    await self.fanout.publish(broadcast, broadcast.published)
+        except Exception:
+            # Redis is away: say so once, not every window, and keep retrying.
+            if not failing:
+                logger.exception("stream fan-out failed; retrying every window")
+            return True
+        if failing:
+            logger.warning("stream fan-out works again")
+        return False
+
+
+class _Ended:
+    """Streams that ended here, readable for ENDED_LINGER seconds after their end."""
+
+    def __init__(self) -> None:
+        self._ended: dict[int, tuple[float, Broadcast]] = {}
+
+    def add(self, broadcast: Broadcast) -> None:
+        now = time.monotonic()
+        for stream_id, (ended_at, _) in list(self._ended.items()):
+            if now - ended_at < ENDED_LINGER:
+                break
+            del self._ended[stream_id]
+        self._ended[broadcast.stream_id] = (now, broadcast)
+
+    def get(self, stream_id: int) -> Broadcast | None:
+        entry = self._ended.get(stream_id)
+        return entry[1] if entry else None
+
+
+def _cancel_orphans(broadcasts: Iterable[Broadcast]) -> None:
+    """Stop the streams nobody has watched for STREAM_ORPHAN_GRACE_SECONDS."""
+    grace = settings.STREAM_ORPHAN_GRACE_SECONDS
+    now = time.monotonic()
+    for broadcast in list(broadcasts):
+        orphaned = not broadcast.viewers and not broadcast.is_watched
+        if orphaned and broadcast.ending is None and now - broadcast.idle_since > grace:
+            broadcast.cancel("orphaned")
+
+
+async def _frames(
+    stream: StreamLog, feed: Feed, *, after: int, id_prefix: str
+) -> AsyncIterator[str]:
+    """`retry` and `meta`, the text after offset `after` in one frame, then live text,
+    then `usage` + `done` or one `error`; a `: ping` comment whenever nothing arrived
+    for SSE_HEARTBEAT_SECONDS. Leaving early only detaches the viewer."""
+    try:
+        meta = {
+            "stream_id": stream.pk,
+            "provider": stream.provider,
+            "model": stream.model,
+        }
+        yield sse.retry(settings.SSE_RETRY_MS) + sse.encode_json("meta", meta)
+        offset = after
+        while True:
+            if text := feed.since(offset):
+                offset += len(text)
+                yield sse.encode("token", text, id=f"{id_prefix}{offset}")
+            elif feed.ending is not None:
+                yield _closing(feed.ending)
+                return
+            elif not await feed.wait(settings.SSE_HEARTBEAT_SECONDS):
+                yield sse.comment("ping")
+    finally:
+        feed.detach()
+
+
+def _closing(ending: Ending) -> str:
+    if ending.error is not None:
+        return sse.encode_json("error", ending.error.as_dict())
+    usage = sse.encode_json("usage", ending.usage) if ending.usage else ""
+    return usage + sse.encode("done", "[DONE]")
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def get() -> Hub:
+    """The hub of the running event loop (one per process under daphne)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _hubs:
+        _hubs[loop] = Hub()
+    return _hubs[loop]

@@ -1,0 +1,132 @@
+"""Leases on in-flight streams, so a dead process leaves a trace, not a hang.
+
+Each process renews the rows of the streams it runs (`updated_at`) every third of
+STREAM_LEASE_SECONDS; any process ends rows whose lease ran out as `interrupted`,
+keeping the partial answer of the last checkpoint, or the longer one in the frame log.
+A process starts its keeper with `start()` (its ASGI application does, on its first
+request), so even a process that runs no stream reaps what a dead one left behind.
+"""
+
+import asyncio
+import logging
+import weakref
+from datetime import timedelta
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db.models import F
+from django.db.models.functions import Coalesce, Length
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from streaming.accounting import tokens
+from streaming.models import StreamLog
+from streaming.relay import background, framelog, hub
+
+logger = logging.getLogger(__name__)
+
+INTERRUPTED_MESSAGE = (
+    "The server generating this answer stopped; the answer is incomplete."
+)
+
+
+_keepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def start() -> None:
+    """Keep this process's leases and reap expired ones from now on (once per loop)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _keepers:
+        _keepers[loop] = background.spawn(keep())
+
+
+async def keep() -> None:
+    """Renew the leases of the streams this process runs and reap expired ones,
+    every third of STREAM_LEASE_SECONDS, forever."""
+    while True:
+        await asyncio.sleep(settings.STREAM_LEASE_SECONDS / 3)
+        try:
+            await renew(list(hub.get().owned))
+            if reaped := await reap():
+                logger.warning("ended %s abandoned stream(s) as interrupted", reaped)
+        except Exception:
+            logger.exception("could not renew or reap stream leases; retrying")
+
+
+@sync_to_async
+def renew(stream_ids: list[int]) -> None:
+    if stream_ids:
+        StreamLog.objects.in_flight().filter(pk__in=stream_ids).update(
+            updated_at=timezone.now()
+        )
+
+
+async def reap() -> int:
+    """End every in-flight row whose lease expired; return how many.
+
+    With the frame log, a row whose owner logged an outcome it could not write (the
+    database was away for longer than the final write retries) gets that outcome, and
+    an interrupted row keeps whatever text reached the log after its last checkpoint.
+    """
+    expired = await _expired()
+    records: dict[int, framelog.Record] = {}
+    for stream_id, checkpointed in expired:
+        try:
+            record = await framelog.read(stream_id)
+        except Exception:
+            logger.exception("stream %s: could not read its frame log", stream_id)
+            continue
+        if record is not None and (record.outcome or record.length > checkpointed):
+            records[stream_id] = record
+    return await _end([stream_id for stream_id, _ in expired], records)
+
+
+def _stale():
+    cutoff = timezone.now() - timedelta(seconds=settings.STREAM_LEASE_SECONDS)
+    return StreamLog.objects.in_flight().filter(updated_at__lt=cutoff)
+
+
+@sync_to_async
+def _expired() -> list[tuple[int, int]]:
+    """(id, length of the checkpointed answer) of every row whose lease ran out."""
+    return list(_stale().values_list("pk", Length("response")))
+
+
+@sync_to_async
+def _end(stream_ids: list[int], records: dict[int, framelog.Record]) -> int:
+    # Each UPDATE re-checks the lease, so processes reaping at once cannot disagree.
+    now = timezone.now()
+    interrupted = {
+        "status": StreamLog.Status.INTERRUPTED,
+        "error_code": "interrupted",
+        "error_message": INTERRUPTED_MESSAGE,
+        "finished_at": now,
+        "updated_at": now,
+        "input_tokens": Coalesce(F("input_tokens"), tokens.estimate_sql("prompt")),
+        "tokens_estimated": True,
+    }
+    ended = 0
+    for stream_id, record in records.items():
+        rows = _stale().filter(pk=stream_id)
+        if record.outcome is not None:
+            outcome = record.outcome | {
+                "finished_at": parse_datetime(record.outcome["finished_at"]),
+                "updated_at": now,
+            }
+            ended += rows.update(**outcome)
+        else:
+            ended += rows.update(
+                **interrupted,
+                response=record.text,
+                output_tokens=tokens.estimate_length(record.length),
+            )
+    rest = [stream_id for stream_id in stream_ids if stream_id not in records]
+    if rest:
+        ended += (
+            _stale()
+            .filter(pk__in=rest)
+            .update(**interrupted, output_tokens=tokens.estimate_sql("response"))
+        )
+    return ended

@@ -1,0 +1,185 @@
+"""What a stream comes to: its row's writes (checkpoints and the final one), its usage,
+and its user's budget and concurrency slot once it ends."""
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection
+from django.utils import timezone
+
+from streaming.accounting import limits, tokens
+from streaming.models import StreamLog
+from streaming.providers.base import Usage
+from streaming.relay import hub
+from streaming.relay.feed import Broadcast, Ending
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Progress:
+    """What one stream has done so far, as its outcome counts it."""
+
+    user_id: int
+    budget: int  # the user's tokens per day (0: unlimited)
+    prompt_tokens: int = 0  # estimated, until the provider reports usage
+    started: float = field(default_factory=time.monotonic)
+    ttft_ms: int | None = None
+    usage: Usage | None = None
+    attempts: int = 0
+    charged: int = 0  # tokens counted against the daily budget so far
+
+    def elapsed_ms(self) -> int:
+        return round((time.monotonic() - self.started) * 1000)
+
+
+async def checkpoint(stream_id: int, text: str) -> None:
+    """Save the answer so far; a database that is briefly away does not stop it."""
+    try:
+        await _save(stream_id, in_flight=True, response=text)
+    except Exception:
+        logger.warning("stream %s: checkpoint failed; will retry", stream_id)
+
+
+async def finish(
+    stream: StreamLog, broadcast: Broadcast, progress: Progress, ending: Ending
+) -> None:
+    """End the stream: viewers and the frame log first (`hub.close`), then its row,
+    then the user's budget gets the final count and the stream's slot back."""
+    usage, estimated = _usage(progress, broadcast.length)
+    if ending.status == StreamLog.Status.COMPLETED:
+        ending = Ending(ending.status, usage=_usage_dict(usage))
+    fields = _fields(broadcast, progress, ending, usage, estimated=estimated)
+    try:
+        # In the frame log first: if the database stays away longer than the final
+        # write retries, a reaper writes this outcome from there (`leases.reap`).
+        await hub.get().close(stream.pk, ending, outcome=fields)
+        await _save_final(stream.pk, fields)
+    finally:
+        await _settle(progress, usage, stream_id=stream.pk)
+    logger.info(
+        "stream finished id=%s user=%s provider=%s model=%s status=%s ttft_ms=%s "
+        "duration_ms=%s input_tokens=%s output_tokens=%s estimated=%s attempts=%s "
+        "chars=%s",
+        stream.pk,
+        stream.user_id,
+        stream.provider,
+        stream.model,
+        ending.status,
+        progress.ttft_ms,
+        fields["duration_ms"],
+        usage.input_tokens,
+        usage.output_tokens,
+        estimated,
+        fields["attempts"],
+        broadcast.length,
+    )
+
+
+def _fields(
+    broadcast: Broadcast,
+    progress: Progress,
+    ending: Ending,
+    usage: Usage,
+    *,
+    estimated: bool,
+) -> dict[str, Any]:
+    """The columns of the stream's finished row."""
+    return {
+        "status": ending.status,
+        "response": str(broadcast.text),
+        "error_code": ending.error.code if ending.error else "",
+        "error_message": ending.error.message if ending.error else "",
+        "ttft_ms": progress.ttft_ms,
+        "duration_ms": progress.elapsed_ms(),
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "tokens_estimated": estimated,
+        "attempts": max(progress.attempts, 1),
+        "finished_at": timezone.now(),
+    }
+
+
+def _usage(progress: Progress, length: int) -> tuple[Usage, bool]:
+    """The provider's usage, with our estimate for whatever it did not report
+    (stopped, failed and orphaned streams), and whether anything was estimated."""
+    reported = progress.usage or Usage(None, None)
+    input_tokens, output_tokens = reported.input_tokens, reported.output_tokens
+    estimated = input_tokens is None or output_tokens is None
+    if input_tokens is None:
+        input_tokens = progress.prompt_tokens if progress.attempts else 0
+    if output_tokens is None:
+        output_tokens = tokens.estimate_length(length)
+    return Usage(input_tokens, output_tokens), estimated
+
+
+def _usage_dict(usage: Usage) -> dict[str, int | None]:
+    return {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
+
+
+async def _settle(progress: Progress, usage: Usage, *, stream_id: int) -> None:
+    """Replace the running estimate with the final count, and free the stream's slot."""
+    try:
+        spent = (usage.input_tokens or 0) + (usage.output_tokens or 0)
+        await limits.charge(
+            progress.user_id, spent - progress.charged, budget=progress.budget
+        )
+    except limits.LimitExceeded:
+        pass  # the answer is over; the next start will be refused
+    except Exception:
+        logger.exception("stream %s: could not update the token budget", stream_id)
+    try:
+        await limits.release(progress.user_id)
+    except Exception:
+        logger.exception("stream %s: could not free its concurrency slot", stream_id)
+
+
+async def _save_final(stream_id: int, fields: dict[str, Any]) -> None:
+    """Write the outcome, retrying for STREAM_FINAL_WRITE_SECONDS: a database that is
+    briefly away must not cost the answer (viewers already have it from the broadcast,
+    and with Redis the frame log keeps it for a reaper to write later)."""
+    for delay in _backoff(0.5, settings.STREAM_FINAL_WRITE_SECONDS):
+        try:
+            await _save(stream_id, **fields)
+            return
+        except (OperationalError, InterfaceError):
+            logger.warning(
+                "stream %s: final write failed; retrying in %ss", stream_id, delay
+            )
+            await asyncio.sleep(delay)
+    try:
+        await _save(stream_id, **fields)
+    except Exception:
+        logger.exception("stream %s: could not record its outcome", stream_id)
+
+
+def _backoff(first: float, total: float) -> list[float]:
+    """Doubling delays from `first` that add up to at most `total` seconds."""
+    delays: list[float] = []
+    delay = first
+    while sum(delays) + delay <= total:
+        delays.append(delay)
+        delay *= 2
+    return delays
+
+
+@sync_to_async
+def _save(stream_id: int, *, in_flight: bool = False, **fields: object) -> None:
+    """Update one row from the shared worker thread, reconnecting once if the
+    connection went stale (this thread keeps its connection between streams).
+    `in_flight`: only while the row is not finished (a checkpoint never overwrites
+    the final answer)."""
+    rows = StreamLog.objects.in_flight() if in_flight else StreamLog.objects.all()
+    for attempt in range(2):
+        try:
+            rows.filter(pk=stream_id).update(updated_at=timezone.now(), **fields)
+            return
+        except (OperationalError, InterfaceError):
+            connection.close()
+            if attempt:
+                raise

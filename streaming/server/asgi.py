@@ -1,0 +1,128 @@
+"""Django's ASGI handler, with each request's thread borrowed from a pool.
+
+Django runs a request's synchronous work (ORM queries, signal receivers) on one thread
+of its own: asgiref's `ThreadSensitiveContext` starts a thread for the request and
+ends it with the response. Starting a thread costs more CPU than the rest of a
+stream's start, and a stream's response lasts minutes, so a thousand open streams
+held a thousand idle threads. Here a request borrows an idle thread for its
+synchronous work (still one thread at a time, as Django requires), and a streaming
+response hands its database connection and its thread back before it starts
+(`send_response`); a later call in the same request borrows one again. A thread keeps
+its database connection between requests only as CONN_MAX_AGE allows (Django checks
+at every request start and end).
+
+The handler also starts the process's own background work (`startup`, the stream
+leases' keeper) on its first request: daphne sends no ASGI lifespan events.
+"""
+
+import contextvars
+import gc
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import Any
+
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from django.core.handlers.asgi import ASGIHandler
+from django.db import connection, connections
+from django.http import HttpResponseBase
+
+# Idle threads kept for the next requests; more than this many idle are ended.
+MAX_IDLE_THREADS = 16
+
+_idle: list[ThreadPoolExecutor] = []
+_lock = threading.Lock()
+_lease: contextvars.ContextVar["_Lease"] = contextvars.ContextVar("thread_lease")
+
+
+def _borrow() -> ThreadPoolExecutor:
+    with _lock:
+        if _idle:
+            return _idle.pop()
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
+
+
+def _give_back(thread: ThreadPoolExecutor) -> None:
+    with _lock:
+        if len(_idle) < MAX_IDLE_THREADS:
+            _idle.append(thread)
+            return
+    # Close its connections on the thread that owns them, then let it end.
+    thread.submit(connections.close_all)
+    thread.shutdown(wait=False)
+
+
+class _Lease(Executor):
+    """One request's thread: borrowed at its first synchronous call, handed back
+    when the request ends or says it needs no thread for a while."""
+
+    def __init__(self) -> None:
+        self._thread: ThreadPoolExecutor | None = None
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:
+        if self._thread is None:
+            self._thread = _borrow()
+        return self._thread.submit(fn, *args, **kwargs)
+
+    def hand_back(self) -> None:
+        """Return the thread to the pool; a call still running on it (one whose
+        request was cancelled) finishes there first, before any other."""
+        if self._thread is not None:
+            _give_back(self._thread)
+            self._thread = None
+
+    def shutdown(self, wait: bool = True, **kwargs: Any) -> None:
+        self.hand_back()
+
+
+def _release_connection() -> None:
+    # On the request's thread: `connection` is that thread's own.
+    connection.close_if_unusable_or_obsolete()
+
+
+class PooledThreadsASGIHandler(ASGIHandler):
+    def __init__(self, *, startup: Callable[[], None] = lambda: None) -> None:
+        super().__init__()
+        self.startup = startup  # called on every request's loop; must be idempotent
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            raise ValueError(
+                f"Django can only handle ASGI/HTTP connections, not {scope['type']}."
+            )
+        self.startup()
+        lease = _Lease()
+        token = _lease.set(lease)
+        try:
+            async with ThreadSensitiveContext(executor=lease):
+                await self.handle(scope, receive, send)
+        finally:
+            _lease.reset(token)
+            lease.hand_back()
+
+    async def send_response(self, response: HttpResponseBase, send) -> None:
+        if response.streaming:
+            # A stream lasts minutes: it must not pin a database connection (the pool
+            # serves every stream) or a thread. A connection CONN_MAX_AGE keeps stays
+            # with the thread for its next request; any other is closed.
+            await sync_to_async(_release_connection)()
+            lease = _lease.get(None)
+            if lease is not None:
+                lease.hand_back()
+        await super().send_response(response, send)
+
+
+def get_asgi_application() -> PooledThreadsASGIHandler:
+    """Like `django.core.asgi.get_asgi_application`, with pooled request threads."""
+    import django
+
+    django.setup(set_prefix=False)
+    from streaming.relay import leases  # needs the app registry
+
+    handler = PooledThreadsASGIHandler(startup=leases.start)
+    # Everything loaded so far (Django, the SDKs and their models) lives as long as the
+    # process: keep it out of the garbage collector's full passes, which otherwise
+    # stall the event loop (and every stream on it) for 100 ms and more.
+    gc.collect()
+    gc.freeze()
+    return handler

@@ -1,0 +1,127 @@
+"""The ASGI handler's pooled request threads, and middleware hooks on the event loop."""
+
+import asyncio
+import threading
+
+from django.conf import settings
+from django.core.signals import request_finished, request_started
+from django.http import HttpResponse
+from django.utils.deprecation import MiddlewareMixin
+from django.utils.module_loading import import_string
+
+from streaming.server import asgi
+from streaming.server.middleware import _OnTheLoop
+
+
+async def _get(application, path: str) -> int:
+    """One GET through the ASGI application; its status."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    sent: list[dict] = []
+    requested = False
+
+    async def receive() -> dict:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.Event().wait()  # no disconnect until the response is done
+        return {}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await application(scope, receive, send)
+    return next(m["status"] for m in sent if m["type"] == "http.response.start")
+
+
+async def test_requests_reuse_their_threads():
+    """Django would start (and end) a thread for every request."""
+    threads: list[str] = []
+
+    def record(**kwargs: object) -> None:
+        threads.append(threading.current_thread().name)
+
+    request_started.connect(record)
+    request_finished.connect(record)
+    application = asgi.PooledThreadsASGIHandler()
+    try:
+        statuses = [await _get(application, "/no-such-page/") for _ in range(5)]
+    finally:
+        request_started.disconnect(record)
+        request_finished.disconnect(record)
+
+    assert statuses == [404] * 5
+    assert len(threads) == 10
+    assert len(set(threads)) == 1, threads
+    assert threads[0].startswith("request")
+
+
+def test_a_handed_back_thread_serves_the_next_request():
+    lease, other = asgi._Lease(), asgi._Lease()
+    first = lease.submit(threading.current_thread).result()
+    lease.hand_back()
+
+    assert other.submit(threading.current_thread).result() is first
+    assert lease.submit(threading.current_thread).result() is not first
+    lease.hand_back()
+    other.hand_back()
+
+
+async def test_middleware_hooks_run_on_the_event_loop(rf):
+    ran_on: list[int] = []
+
+    class Probe(_OnTheLoop, MiddlewareMixin):
+        def process_request(self, request):
+            ran_on.append(threading.get_ident())
+
+        def process_response(self, request, response):
+            ran_on.append(threading.get_ident())
+            return response
+
+    async def view(request):
+        return HttpResponse("ok")
+
+    response = await Probe(view)(rf.get("/"))
+
+    assert response.status_code == 200
+    assert ran_on == [threading.get_ident()] * 2
+
+
+async def test_a_hook_that_needs_a_thread_gets_one(rf):
+    ran_on: list[int] = []
+
+    class Probe(_OnTheLoop, MiddlewareMixin):
+        def needs_thread(self, request):
+            return True
+
+        def process_request(self, request):
+            ran_on.append(threading.get_ident())
+
+    async def view(request):
+        return HttpResponse("ok")
+
+    await Probe(view)(rf.get("/"))
+
+    assert ran_on and ran_on[0] != threading.get_ident()
+
+
+def test_every_middleware_is_async_or_runs_its_hooks_on_the_loop():
+    """A stock MiddlewareMixin in the list would send every request through a thread
+    twice more."""
+    for path in settings.MIDDLEWARE:
+        middleware = import_string(path)
+        if isinstance(middleware, type) and issubclass(middleware, MiddlewareMixin):
+            assert issubclass(middleware, _OnTheLoop), path
