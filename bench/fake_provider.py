@@ -817,6 +817,12 @@ async def _stream(
         "model": model_echo,
         "options": opts.raw,
         "planned": n,
+        # The output-limit parameters the client sent, by name.
+        "limits": {
+            key: body[key]
+            for key in ("max_tokens", "max_completion_tokens")
+            if key in body
+        },
         "sent": 0,
         "outcome": None,
         "retry_count": retry_count,

@@ -210,7 +210,36 @@ DEMO_PROVIDER = env.bool("DEMO_PROVIDER", default=True)
 DEMO_TOKEN_DELAY_MS = env.int("DEMO_TOKEN_DELAY_MS", default=35)
 DEFAULT_PROVIDER = env.str("DEFAULT_PROVIDER", default="")
 
-MAX_OUTPUT_TOKENS = env.int("MAX_OUTPUT_TOKENS", default=1024)
+# The output limit sent with each request: by model first ("model=tokens,..."), then
+# MAX_OUTPUT_TOKENS; 0 sends none (the model's own maximum), except to Anthropic,
+# which requires one: ANTHROPIC_MAX_TOKENS.
+MAX_OUTPUT_TOKENS = env.int("MAX_OUTPUT_TOKENS", default=0)
+
+
+def _tokens_by_model(value: str) -> dict[str, int]:
+    pairs = [item.rpartition("=") for item in value.split(",") if item.strip()]
+    if not all(
+        model.strip() and tokens.strip().isdigit() for model, _, tokens in pairs
+    ):
+        raise ImproperlyConfigured(
+            "MAX_OUTPUT_TOKENS_BY_MODEL is a list of model=tokens, comma separated."
+        )
+    return {model.strip(): int(tokens) for model, _, tokens in pairs}
+
+
+MAX_OUTPUT_TOKENS_BY_MODEL = _tokens_by_model(
+    env.str("MAX_OUTPUT_TOKENS_BY_MODEL", default="")
+)
+ANTHROPIC_MAX_TOKENS = env.int("ANTHROPIC_MAX_TOKENS", default=16384)
+# OpenAI's current models take max_completion_tokens; older OpenAI-compatible servers
+# (vLLM, llama.cpp, ...) may know only max_tokens.
+OPENAI_MAX_TOKENS_PARAM = env.str(
+    "OPENAI_MAX_TOKENS_PARAM", default="max_completion_tokens"
+)
+if OPENAI_MAX_TOKENS_PARAM not in ("max_completion_tokens", "max_tokens"):
+    raise ImproperlyConfigured(
+        "OPENAI_MAX_TOKENS_PARAM must be 'max_completion_tokens' or 'max_tokens'."
+    )
 PROVIDER_MAX_RETRIES = env.int("PROVIDER_MAX_RETRIES", default=2)
 PROVIDER_RETRY_BASE_SECONDS = env.float("PROVIDER_RETRY_BASE_SECONDS", default=0.5)
 PROVIDER_RETRY_MAX_WAIT_SECONDS = env.float(

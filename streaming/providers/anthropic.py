@@ -17,6 +17,7 @@ from streaming.providers.base import (
     TextDelta,
     Usage,
     error_for_status,
+    output_limit,
     sdk_error,
 )
 
@@ -56,14 +57,15 @@ class AnthropicProvider:
         )
 
     async def stream(
-        self, messages: list[Message], *, model: str, max_tokens: int
+        self, messages: list[Message], *, model: str
     ) -> AsyncIterator[TextDelta | Usage]:
         client: anthropic.AsyncAnthropic = self._clients.get()
         try:
             async with client.messages.with_streaming_response.create(
                 model=model,
                 messages=list(messages),  # type: ignore[arg-type]
-                max_tokens=max_tokens,
+                # Anthropic requires a limit.
+                max_tokens=output_limit(model) or settings.ANTHROPIC_MAX_TOKENS,
                 stream=True,
             ) as response:
                 chunks = response.iter_text()

@@ -1,7 +1,7 @@
 """The provider contract: what a provider yields, the errors it raises, and the retry
 policy and error mapping every provider shares.
 
-A provider's `stream(messages, *, model, max_tokens)` is an async iterator of
+A provider's `stream(messages, *, model)` is an async iterator of
 `TextDelta` and at most one `Usage`, ending normally only when the provider sent its
 terminator. Failures are raised as one of the `ProviderError` subclasses below, whose
 `message` is written for the user: no SDK text, URL or key ever reaches it.
@@ -104,8 +104,15 @@ class Provider(Protocol):
     default_model: str
 
     def stream(
-        self, messages: list[Message], *, model: str, max_tokens: int
+        self, messages: list[Message], *, model: str
     ) -> AsyncIterator[TextDelta | Usage]: ...
+
+
+def output_limit(model: str) -> int | None:
+    """The most tokens one answer of `model` may have, as the settings say: by model
+    first, then MAX_OUTPUT_TOKENS; None sends no limit (the model's own maximum)."""
+    limit = settings.MAX_OUTPUT_TOKENS_BY_MODEL.get(model, settings.MAX_OUTPUT_TOKENS)
+    return limit or None
 
 
 class PerLoop:

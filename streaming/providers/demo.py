@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from django.conf import settings
 
-from streaming.providers.base import Message, TextDelta, Usage
+from streaming.providers.base import Message, TextDelta, Usage, output_limit
 
 _ANSWER = """\
 This answer comes from the **offline demo provider**: no model was called and no \
@@ -42,11 +42,13 @@ class DemoProvider:
     default_model = "demo"
 
     async def stream(
-        self, messages: list[Message], *, model: str, max_tokens: int
+        self, messages: list[Message], *, model: str
     ) -> AsyncIterator[TextDelta | Usage]:
         prompt = messages[-1]["content"]
         quote = " ".join(prompt.split())[:200] or "(nothing)"
-        tokens = re.findall(r"\s*\S+|\s+", _ANSWER.format(quote=quote))[:max_tokens]
+        tokens = re.findall(r"\s*\S+|\s+", _ANSWER.format(quote=quote))[
+            : output_limit(model)
+        ]
         delay = settings.DEMO_TOKEN_DELAY_MS / 1000
         for token in tokens:
             await asyncio.sleep(delay)

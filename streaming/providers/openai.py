@@ -18,6 +18,7 @@ from streaming.providers.base import (
     Unavailable,
     Usage,
     error_for_status,
+    output_limit,
     sdk_error,
 )
 
@@ -45,14 +46,14 @@ class OpenAIProvider:
         )
 
     async def stream(
-        self, messages: list[Message], *, model: str, max_tokens: int
+        self, messages: list[Message], *, model: str
     ) -> AsyncIterator[TextDelta | Usage]:
         client: openai.AsyncOpenAI = self._clients.get()
         try:
             async with client.chat.completions.with_streaming_response.create(
+                **_limit(model),
                 model=model,
                 messages=list(messages),  # type: ignore[arg-type]
-                max_tokens=max_tokens,
                 stream=True,
                 stream_options={"include_usage": True},
             ) as response:
@@ -62,6 +63,13 @@ class OpenAIProvider:
                 await wire.finish(chunks)
         except (openai.APIError, *TRANSPORT_ERRORS) as error:
             raise sdk_error(error, openai) from None
+
+
+def _limit(model: str) -> dict[str, int]:
+    """The output limit, under the parameter name the upstream accepts: OpenAI's
+    current models reject max_tokens; some compatible servers know only that."""
+    limit = output_limit(model)
+    return {} if limit is None else {settings.OPENAI_MAX_TOKENS_PARAM: limit}
 
 
 async def _deltas(lines: AsyncIterator[str]) -> AsyncIterator[TextDelta | Usage]:

@@ -178,9 +178,7 @@ async def _relay(
     next_budget_check = now + _BUDGET_CHECK_SECONDS
     saving: asyncio.Task[None] | None = None  # the checkpoint being written
     normalise = Normaliser()
-    deltas = provider.stream(
-        messages, model=stream.model, max_tokens=settings.MAX_OUTPUT_TOKENS
-    )
+    deltas = provider.stream(messages, model=stream.model)
     # Closing it closes the upstream connection even when a cancel lands while this
     # task awaits something else (a budget check), with the stream paused at a yield.
     async with aclosing(deltas):
