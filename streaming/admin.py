@@ -102,9 +102,15 @@ class StreamLogAdmin(admin.ModelAdmin):
     def error(self, log: StreamLog) -> str:
         if not log.error_code:
             return "-"
+        retry = (
+            f" (retry after {log.error_retry_after:g} s)"
+            if log.error_retry_after is not None
+            else ""
+        )
         return format_html(
-            "<details><summary>{}</summary>{}</details>",
+            "<details><summary>{}{}</summary>{}</details>",
             log.error_code,
+            retry,
             log.error_message,
         )
 

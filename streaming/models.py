@@ -101,6 +101,9 @@ class StreamLog(models.Model):
     )
     error_code = models.CharField(max_length=32, blank=True)
     error_message = models.TextField(blank=True)
+    error_retry_after = models.FloatField(
+        null=True, blank=True, help_text="seconds the client was told to wait"
+    )
     ttft_ms = models.PositiveIntegerField("time to first token (ms)", null=True)
     duration_ms = models.PositiveIntegerField(null=True)
     input_tokens = models.PositiveIntegerField(null=True)

@@ -3,7 +3,7 @@
 import asyncio
 import time
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +51,7 @@ def ending_of(stream: StreamLog) -> Ending | None:
     error = StreamError.of(
         stream.error_code or stream.status,
         stream.error_message or "The stream did not complete.",
+        retry_after=stream.error_retry_after,
     )
     return Ending(stream.status, error=error)
 
@@ -160,3 +161,36 @@ class Broadcast(Feed):
     @property
     def is_watched(self) -> bool:
         return self.watched_until > time.monotonic()
+
+
+class Viewer:
+    """One viewer's frames of a feed: counted among its viewers from the moment it is
+    made until its frames end, it is closed, or it is dropped without being read (a
+    response that never started must not keep an orphan alive)."""
+
+    def __init__(self, feed: Feed, frames: AsyncGenerator[str, None]) -> None:
+        feed.attach()
+        self._feed: Feed | None = feed
+        self._frames = frames
+
+    def __aiter__(self) -> "Viewer":
+        return self
+
+    async def __anext__(self) -> str:
+        try:
+            return await anext(self._frames)
+        except BaseException:
+            self._leave()
+            raise
+
+    async def aclose(self) -> None:
+        self._leave()
+        await self._frames.aclose()
+
+    def _leave(self) -> None:
+        if self._feed is not None:
+            self._feed.detach()
+            self._feed = None
+
+    def __del__(self) -> None:
+        self._leave()

@@ -23,7 +23,7 @@ from streaming.errors import Refused
 from streaming.models import StreamLog
 from streaming.relay import background, framelog
 from streaming.relay.fanout import WATCH_INTERVAL, Fanout, owner_group
-from streaming.relay.feed import Broadcast, Ending, Feed, ending_of
+from streaming.relay.feed import Broadcast, Ending, Feed, Viewer, ending_of
 
 logger = logging.getLogger(__name__)
 
@@ -100,23 +100,26 @@ class Hub:
 
     async def follow(
         self, stream: StreamLog, *, after: int | None = None, id_prefix: str = ""
-    ) -> AsyncIterator[str] | None:
+    ) -> Viewer | None:
         """One viewer's SSE frames of `stream`, counted as watching from now on (a
         response can take longer to start than the orphan grace): see `_frames`.
 
         `after`: the offset a reconnecting client has (None: a first connection).
         Raises `BadOffset` past the end of the answer; None when a client reconnects
-        to a finished stream it has all of (answer 204, so EventSource stops).
+        to a finished stream it has all of (answer 204, so EventSource stops). Past
+        the end of an answer that did not complete (the record of a crashed process
+        keeps less than its viewers saw), the viewer gets its ending, which says so.
         """
         known = self._known_length(stream)
         if after is not None and known is not None:
-            if after > known:
+            if after > known and not _incomplete(stream):
                 raise BadOffset()
             if after == known and stream.is_finished:
                 return None
         feed = await self._feed(stream)
-        feed.attach()
-        return _frames(stream, feed, after=after or 0, id_prefix=id_prefix)
+        return Viewer(
+            feed, _frames(stream, feed, after=after or 0, id_prefix=id_prefix)
+        )
 
     async def stop(self, stream_id: int) -> None:
         """Stop a stream, on whichever process runs it."""
@@ -225,31 +228,28 @@ def _cancel_orphans(broadcasts: Iterable[Broadcast]) -> None:
             broadcast.cancel("orphaned")
 
 
+def _incomplete(stream: StreamLog) -> bool:
+    return stream.is_finished and stream.status != StreamLog.Status.COMPLETED
+
+
 async def _frames(
     stream: StreamLog, feed: Feed, *, after: int, id_prefix: str
 ) -> AsyncIterator[str]:
     """`retry` and `meta`, the text after offset `after` in one frame, then live text,
     then `usage` + `done` or one `error`; a `: ping` comment whenever nothing arrived
-    for SSE_HEARTBEAT_SECONDS. Leaving early only detaches the viewer."""
-    try:
-        meta = {
-            "stream_id": stream.pk,
-            "provider": stream.provider,
-            "model": stream.model,
-        }
-        yield sse.retry(settings.SSE_RETRY_MS) + sse.encode_json("meta", meta)
-        offset = after
-        while True:
-            if text := feed.since(offset):
-                offset += len(text)
-                yield sse.encode("token", text, id=f"{id_prefix}{offset}")
-            elif feed.ending is not None:
-                yield _closing(feed.ending)
-                return
-            elif not await feed.wait(settings.SSE_HEARTBEAT_SECONDS):
-                yield sse.comment("ping")
-    finally:
-        feed.detach()
+    for SSE_HEARTBEAT_SECONDS."""
+    meta = {"stream_id": stream.pk, "provider": stream.provider, "model": stream.model}
+    yield sse.retry(settings.SSE_RETRY_MS) + sse.encode_json("meta", meta)
+    offset = after
+    while True:
+        if text := feed.since(offset):
+            offset += len(text)
+            yield sse.encode("token", text, id=f"{id_prefix}{offset}")
+        elif feed.ending is not None:
+            yield _closing(feed.ending)
+            return
+        elif not await feed.wait(settings.SSE_HEARTBEAT_SECONDS):
+            yield sse.comment("ping")
 
 
 def _closing(ending: Ending) -> str:

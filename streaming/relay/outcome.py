@@ -95,6 +95,7 @@ def _fields(
         "response": str(broadcast.text),
         "error_code": ending.error.code if ending.error else "",
         "error_message": ending.error.message if ending.error else "",
+        "error_retry_after": ending.error.retry_after if ending.error else None,
         "ttft_ms": progress.ttft_ms,
         "duration_ms": progress.elapsed_ms(),
         "input_tokens": usage.input_tokens,

@@ -389,7 +389,10 @@ def replay_outcome(log: StreamLog, offset: str | None) -> int:
     (None: a first connection): 400, 204 (a reconnect with nothing left) or 200."""
     known = len(log.response) if log.is_finished else None
     after = "0" if offset is None else offset
-    if not NUMBER.match(after) or (known is not None and int(after) > known):
+    if not NUMBER.match(after):
+        return 400
+    # Past the end of an answer that did not complete, the viewer gets its ending.
+    if known is not None and int(after) > known and log.status == "completed":
         return 400
     if offset is not None and log.is_finished and int(after) == known:
         return 204
