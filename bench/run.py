@@ -48,6 +48,7 @@ RELAY_ENV = {
     "LIMIT_CONCURRENT_STREAMS": "1000000",
     "LIMIT_STARTS_PER_MINUTE": "10000000",
     "LIMIT_TOKENS_PER_DAY": "0",
+    "LIMIT_VIEWERS_PER_USER": "0",
     # (e) measures how soon a hang-up closes the upstream: after this grace.
     "STREAM_ORPHAN_GRACE_SECONDS": "1",
     "STREAM_DRAIN_SECONDS": "1",

@@ -258,6 +258,8 @@ PROVIDER_HTTP_CLIENT = env.str("PROVIDER_HTTP_CLIENT", default="aiohttp")
 LIMIT_CONCURRENT_STREAMS = env.int("LIMIT_CONCURRENT_STREAMS", default=3)
 LIMIT_STARTS_PER_MINUTE = env.int("LIMIT_STARTS_PER_MINUTE", default=20)
 LIMIT_TOKENS_PER_DAY = env.int("LIMIT_TOKENS_PER_DAY", default=200_000)
+# Viewers one user may have open in one process (0: no cap); a browser opens one.
+LIMIT_VIEWERS_PER_USER = env.int("LIMIT_VIEWERS_PER_USER", default=100)
 
 # Streams.
 MAX_PROMPT_CHARS = env.int("MAX_PROMPT_CHARS", default=32_000)
@@ -266,6 +268,8 @@ MAX_CONTEXT_CHARS = env.int("MAX_CONTEXT_CHARS", default=48_000)
 SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", default=15)
 SSE_RETRY_MS = env.int("SSE_RETRY_MS", default=2000)
 STREAM_ORPHAN_GRACE_SECONDS = env.float("STREAM_ORPHAN_GRACE_SECONDS", default=30)
+# A viewer whose connection takes nothing this long is dropped (it can resume).
+STREAM_VIEWER_STALL_SECONDS = env.float("STREAM_VIEWER_STALL_SECONDS", default=30)
 STREAM_CHECKPOINT_SECONDS = env.float("STREAM_CHECKPOINT_SECONDS", default=5)
 STREAM_FANOUT_WINDOW_MS = env.int("STREAM_FANOUT_WINDOW_MS", default=25)
 STREAM_LEASE_SECONDS = env.float("STREAM_LEASE_SECONDS", default=30)

@@ -73,6 +73,7 @@ def _no_limits(settings) -> None:
     settings.LIMIT_CONCURRENT_STREAMS = 1000
     settings.LIMIT_STARTS_PER_MINUTE = 100_000
     settings.LIMIT_TOKENS_PER_DAY = 0
+    settings.LIMIT_VIEWERS_PER_USER = 0
     settings.LOGIN_THROTTLE_ATTEMPTS = 1000
     # In-process hubs must not reap the rows tests build (the lease tests call the
     # reaper themselves, and relays under test run their own).
@@ -313,6 +314,7 @@ def relay_env(django_db_setup, provider_server, anthropic_server) -> dict[str, s
         LIMIT_CONCURRENT_STREAMS="1000",
         LIMIT_STARTS_PER_MINUTE="100000",
         LIMIT_TOKENS_PER_DAY="0",
+        LIMIT_VIEWERS_PER_USER="0",
     )
     return env
 

@@ -12,7 +12,7 @@ from streaming.api import forms
 from streaming.api.decorators import endpoint
 from streaming.errors import Refused
 from streaming.models import StreamLog
-from streaming.relay import generation, hub
+from streaming.relay import generation, hub, viewer
 
 
 class NoSuchStream(Refused):
@@ -30,14 +30,15 @@ async def chat_stream(request: HttpRequest) -> HttpResponse:
         stream_id, after = forms.stream_and_offset(last_event_id)
         stream = await _visible_stream(request, stream_id)
         return await _follow(
-            stream, after=forms.offset(after), id_prefix=f"{stream_id}:"
+            request, stream, after=forms.offset(after), id_prefix=f"{stream_id}:"
         )
     form = forms.StartForm(request.GET, single_turn=True)
     arguments = form.start(new_conversation=False)
+    hub.get().audience.admit(request.user.pk)  # before paying for an answer
     turn = await generation.start(
         request.user, **arguments, client=forms.client(request)
     )
-    return await _follow(turn.stream, id_prefix=f"{turn.stream.pk}:")
+    return await _follow(request, turn.stream, id_prefix=f"{turn.stream.pk}:")
 
 
 @endpoint("POST")
@@ -63,7 +64,7 @@ async def start_stream(request: HttpRequest) -> HttpResponse:
 async def stream_events(request: HttpRequest, stream_id: int) -> HttpResponse:
     stream = await _visible_stream(request, stream_id)
     after = forms.offset(forms.last_event_id(request))
-    return await _follow(stream, after=after)
+    return await _follow(request, stream, after=after)
 
 
 @endpoint("POST")
@@ -76,9 +77,19 @@ async def stop_stream(request: HttpRequest, stream_id: int) -> HttpResponse:
 
 
 async def _follow(
-    stream: StreamLog, *, after: int | None = None, id_prefix: str = ""
+    request: HttpRequest,
+    stream: StreamLog,
+    *,
+    after: int | None = None,
+    id_prefix: str = "",
 ) -> HttpResponse:
-    frames = await hub.get().follow(stream, after=after, id_prefix=id_prefix)
+    frames = await hub.get().follow(
+        stream,
+        user_id=request.user.pk,
+        after=after,
+        id_prefix=id_prefix,
+        flow=viewer.flow_of(getattr(request, "scope", {})),  # WSGI: none
+    )
     if frames is None:
         # A reconnect that already has everything: 204 tells EventSource to stop.
         return HttpResponse(status=204)

@@ -2,8 +2,8 @@
 
 import asyncio
 import time
-from bisect import bisect_right
-from collections.abc import AsyncGenerator, Callable
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,25 +77,31 @@ class Text:
             self._block_ends.append(self.length)
             self._tail, self._tail_ends = [], []
 
-    def since(self, offset: int) -> str:
-        """The text after `offset` characters ("" when there is none yet)."""
+    def since(self, offset: int, limit: int | None = None) -> str:
+        """The text after `offset` characters, at most `limit` of them ("" when there
+        is none yet)."""
         if offset >= self.length:
             return ""
+        end = self.length if limit is None else min(self.length, offset + limit)
         blocks_end = self._block_ends[-1] if self._block_ends else 0
-        if offset >= blocks_end:
-            return _slice(self._tail, self._tail_ends, offset, blocks_end)
-        head = _slice(self._blocks, self._block_ends, offset, 0)
-        return head + "".join(self._tail)
+        if offset >= blocks_end:  # the live case: only the tail
+            return _slice(self._tail, self._tail_ends, offset, end, blocks_end)
+        if end <= blocks_end:
+            return _slice(self._blocks, self._block_ends, offset, end, 0)
+        head = _slice(self._blocks, self._block_ends, offset, blocks_end, 0)
+        return head + _slice(self._tail, self._tail_ends, blocks_end, end, blocks_end)
 
     def __str__(self) -> str:
         return self.since(0)
 
 
-def _slice(parts: list[str], ends: list[int], offset: int, base: int) -> str:
-    i = bisect_right(ends, offset)
-    start = ends[i - 1] if i else base
-    first = parts[i][offset - start :]
-    return first if i == len(parts) - 1 else first + "".join(parts[i + 1 :])
+def _slice(parts: list[str], ends: list[int], offset: int, end: int, base: int) -> str:
+    """The text from `offset` to `end` of `parts`, whose ends are `ends` and whose
+    first part starts at `base`; joins only the parts it needs."""
+    first = bisect_right(ends, offset)
+    last = bisect_left(ends, end, lo=first)
+    start = ends[first - 1] if first else base
+    return "".join(parts[first : last + 1])[offset - start : end - start]
 
 
 class Feed:
@@ -113,8 +119,8 @@ class Feed:
     def length(self) -> int:
         return self.text.length
 
-    def since(self, offset: int) -> str:
-        return self.text.since(offset)
+    def since(self, offset: int, limit: int | None = None) -> str:
+        return self.text.since(offset, limit)
 
     def append(self, text: str) -> None:
         self.text.append(text)
@@ -161,36 +167,3 @@ class Broadcast(Feed):
     @property
     def is_watched(self) -> bool:
         return self.watched_until > time.monotonic()
-
-
-class Viewer:
-    """One viewer's frames of a feed: counted among its viewers from the moment it is
-    made until its frames end, it is closed, or it is dropped without being read (a
-    response that never started must not keep an orphan alive)."""
-
-    def __init__(self, feed: Feed, frames: AsyncGenerator[str, None]) -> None:
-        feed.attach()
-        self._feed: Feed | None = feed
-        self._frames = frames
-
-    def __aiter__(self) -> "Viewer":
-        return self
-
-    async def __anext__(self) -> str:
-        try:
-            return await anext(self._frames)
-        except BaseException:
-            self._leave()
-            raise
-
-    async def aclose(self) -> None:
-        self._leave()
-        await self._frames.aclose()
-
-    def _leave(self) -> None:
-        if self._feed is not None:
-            self._feed.detach()
-            self._feed = None
-
-    def __del__(self) -> None:
-        self._leave()

@@ -23,9 +23,14 @@ from streaming.errors import Refused
 from streaming.models import StreamLog
 from streaming.relay import background, framelog
 from streaming.relay.fanout import WATCH_INTERVAL, Fanout, owner_group
-from streaming.relay.feed import Broadcast, Ending, Feed, Viewer, ending_of
+from streaming.relay.feed import Broadcast, Ending, Feed, ending_of
+from streaming.relay.viewer import Audience, Flow, Viewer
 
 logger = logging.getLogger(__name__)
+
+# The most characters in one token frame: a viewer that is far behind (a resume, a
+# slow reader) gets the text in pieces, so what waits in its socket stays small.
+FRAME_CHARS = 8192
 
 # A stream that ended here stays readable this long, for viewers that raced its end
 # (their copy of its row still says `streaming`).
@@ -54,6 +59,7 @@ class Hub:
     def __init__(self) -> None:
         self.owned: dict[int, Broadcast] = {}
         self.ended = _Ended()
+        self.audience = Audience()
         layer = get_channel_layer()
         self.fanout = Fanout(layer, self.owned)
         self.writer = framelog.Writer()
@@ -99,27 +105,31 @@ class Hub:
             self.ended.add(broadcast)
 
     async def follow(
-        self, stream: StreamLog, *, after: int | None = None, id_prefix: str = ""
+        self,
+        stream: StreamLog,
+        *,
+        user_id: int,
+        after: int | None = None,
+        id_prefix: str = "",
+        flow: Flow | None = None,
     ) -> Viewer | None:
-        """One viewer's SSE frames of `stream`, counted as watching from now on (a
-        response can take longer to start than the orphan grace): see `_frames`.
-
-        `after`: the offset a reconnecting client has (None: a first connection).
-        Raises `BadOffset` past the end of the answer; None when a client reconnects
-        to a finished stream it has all of (answer 204, so EventSource stops). Past
-        the end of an answer that did not complete (the record of a crashed process
-        keeps less than its viewers saw), the viewer gets its ending, which says so.
-        """
-        known = self._known_length(stream)
+        """User `user_id`'s `viewer.Viewer` of `stream` (`_frames`), fed as fast as
+        `flow` allows; raises `TooManyViewers` past the user's cap. `after`: the
+        offset a reconnecting client has. Raises `BadOffset` past the end of a
+        completed answer (past an incomplete one, which a crash may leave shorter
+        than what was seen, the viewer gets its ending); None when the client has
+        all of a finished stream (answer 204, so EventSource stops)."""
+        self.audience.admit(user_id)
+        here = self.owned.get(stream.pk) or self.ended.get(stream.pk)
+        known = _known_length(stream, here)
         if after is not None and known is not None:
             if after > known and not _incomplete(stream):
                 raise BadOffset()
             if after == known and stream.is_finished:
                 return None
         feed = await self._feed(stream)
-        return Viewer(
-            feed, _frames(stream, feed, after=after or 0, id_prefix=id_prefix)
-        )
+        frames = _frames(stream, feed, after=after or 0, id_prefix=id_prefix)
+        return Viewer(feed, frames, user_id=user_id, audience=self.audience, flow=flow)
 
     async def stop(self, stream_id: int) -> None:
         """Stop a stream, on whichever process runs it."""
@@ -152,14 +162,6 @@ class Hub:
             return Feed(stream.pk, stream.response, ending_of(stream))
         self._start_ticker()
         return await self.fanout.mirror(stream)
-
-    def _known_length(self, stream: StreamLog) -> int | None:
-        """How much of the answer exists, if this process can tell."""
-        if stream.pk in self.owned:
-            return self.owned[stream.pk].length
-        if ended := self.ended.get(stream.pk):
-            return ended.length
-        return len(stream.response) if stream.is_finished else None
 
     def _start_ticker(self) -> None:
         if self._ticker is None or self._ticker.done():
@@ -228,6 +230,13 @@ def _cancel_orphans(broadcasts: Iterable[Broadcast]) -> None:
             broadcast.cancel("orphaned")
 
 
+def _known_length(stream: StreamLog, here: Feed | None) -> int | None:
+    """How much of the answer exists, if this process can tell."""
+    if here is not None:
+        return here.length
+    return len(stream.response) if stream.is_finished else None
+
+
 def _incomplete(stream: StreamLog) -> bool:
     return stream.is_finished and stream.status != StreamLog.Status.COMPLETED
 
@@ -242,7 +251,7 @@ async def _frames(
     yield sse.retry(settings.SSE_RETRY_MS) + sse.encode_json("meta", meta)
     offset = after
     while True:
-        if text := feed.since(offset):
+        if text := feed.since(offset, FRAME_CHARS):
             offset += len(text)
             yield sse.encode("token", text, id=f"{id_prefix}{offset}")
         elif feed.ending is not None:

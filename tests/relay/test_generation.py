@@ -31,7 +31,7 @@ async def _start(user, **arguments) -> conversations.Turn:
 
 
 async def _read(stream: StreamLog) -> str:
-    frames = await hub.get().follow(stream)
+    frames = await hub.get().follow(stream, user_id=stream.user_id)
     return "".join([frame async for frame in frames])
 
 
@@ -95,7 +95,7 @@ async def test_a_draining_process_starts_nothing(alice):
 async def test_stop_ends_it_cancelled_with_the_partial_answer(alice, settings):
     settings.DEMO_TOKEN_DELAY_MS = 20
     turn = await _start(alice)
-    frames = await hub.get().follow(turn.stream)
+    frames = await hub.get().follow(turn.stream, user_id=turn.stream.user_id)
     seen = ""
     async for frame in frames:
         seen += frame
@@ -120,10 +120,13 @@ async def test_a_viewer_resumes_from_its_offset(alice):
     turn = await _start(alice)
     log = await finished_log(turn.stream.pk)
 
-    frames = await hub.get().follow(log, after=10)
+    frames = await hub.get().follow(log, user_id=log.user_id, after=10)
     events, _, _ = parse_sse("".join([frame async for frame in frames]))
 
     assert "".join(e.data for e in events if e.event == "token") == log.response[10:]
     with pytest.raises(hub.BadOffset):
-        await hub.get().follow(log, after=len(log.response) + 1)
-    assert await hub.get().follow(log, after=len(log.response)) is None
+        await hub.get().follow(log, user_id=log.user_id, after=len(log.response) + 1)
+    assert (
+        await hub.get().follow(log, user_id=log.user_id, after=len(log.response))
+        is None
+    )

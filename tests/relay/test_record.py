@@ -37,7 +37,9 @@ async def test_past_what_a_crashed_process_kept_the_viewer_is_told_it_broke(
     a client without an offset does, not a refusal."""
     log = await sync_to_async(_interrupted)(make_log, alice)
 
-    events = await _events(await hub.get().follow(log, after=len(log.response) + 40))
+    events = await _events(
+        await hub.get().follow(log, user_id=log.user_id, after=len(log.response) + 40)
+    )
 
     assert [e.event for e in events] == ["meta", "error"]
     error = json.loads(events[-1].data)
@@ -45,7 +47,7 @@ async def test_past_what_a_crashed_process_kept_the_viewer_is_told_it_broke(
     # Past the end of a completed answer is still not an offset of it.
     completed = await sync_to_async(make_log)(alice, response="Hello!")
     with pytest.raises(hub.BadOffset):
-        await hub.get().follow(completed, after=7)
+        await hub.get().follow(completed, user_id=completed.user_id, after=7)
 
 
 async def test_over_http_the_resume_past_the_record_gets_the_ending(
@@ -73,7 +75,7 @@ async def test_an_error_replayed_from_the_record_keeps_its_retry_after(alice, ma
         error_retry_after=7.0,
     )
 
-    events = await _events(await hub.get().follow(log))
+    events = await _events(await hub.get().follow(log, user_id=log.user_id))
 
     assert json.loads(events[-1].data) == {
         "code": "rate_limited",
@@ -90,14 +92,14 @@ async def test_a_viewer_whose_response_never_started_is_not_watching(alice):
     broadcast = await owner.open(10**9, cancel=lambda reason: None)
     stream = StreamLog(pk=10**9, user=alice, provider="demo", model="demo")
     try:
-        frames = await owner.follow(stream)
+        frames = await owner.follow(stream, user_id=stream.user_id)
         assert broadcast.viewers == 1
 
         del frames
         gc.collect()
         assert broadcast.viewers == 0
 
-        read = await owner.follow(stream)
+        read = await owner.follow(stream, user_id=stream.user_id)
         assert (await anext(read)).startswith("retry:")
         await read.aclose()
         assert broadcast.viewers == 0
