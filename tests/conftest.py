@@ -13,6 +13,7 @@ import anthropic
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth.models import Permission
 from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
 from django.db import connection, connections
@@ -130,9 +131,24 @@ def bob(django_user_model):
 
 @pytest.fixture
 def charlie(django_user_model):
-    """Charlie is staff: he may watch and stop anyone's stream."""
-    return django_user_model.objects.create_user(
+    """Charlie is staff with the permissions to watch and stop anyone's stream."""
+    user = django_user_model.objects.create_user(
         "charlie", "charlie@example.com", is_staff=True
+    )
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="streaming",
+            codename__in=["view_streamlog", "stop_streamlog"],
+        )
+    )
+    return user
+
+
+@pytest.fixture
+def dave(django_user_model):
+    """Dave is staff without any permission: other users' streams are not his."""
+    return django_user_model.objects.create_user(
+        "dave", "dave@example.com", is_staff=True
     )
 
 
@@ -163,6 +179,11 @@ def bob_token(bob, make_token) -> str:
 @pytest.fixture
 def charlie_token(charlie, make_token) -> str:
     return make_token(charlie)
+
+
+@pytest.fixture
+def dave_token(dave, make_token) -> str:
+    return make_token(dave)
 
 
 @pytest.fixture
