@@ -75,6 +75,7 @@ def _no_limits(settings) -> None:
     settings.LIMIT_STARTS_PER_MINUTE = 100_000
     settings.LIMIT_TOKENS_PER_DAY = 0
     settings.LOGIN_THROTTLE_ATTEMPTS = 1000
+    settings.LOGIN_THROTTLE_ADDRESS_ATTEMPTS = 100_000
     # In-process hubs must not reap the rows tests build (the lease tests call the
     # reaper themselves, and relays under test run their own).
     settings.STREAM_LEASE_SECONDS = 10**9
