@@ -88,8 +88,10 @@ SILENCED_SYSTEM_CHECKS = [
     "security.W003",
 ]
 
-# Failed logins allowed per client address and per username in LOGIN_THROTTLE_WINDOW.
+# Failed logins allowed in LOGIN_THROTTLE_WINDOW_SECONDS per (username, client address)
+# pair, and per address (higher: many people may share one).
 LOGIN_THROTTLE_ATTEMPTS = env.int("LOGIN_THROTTLE_ATTEMPTS", default=5)
+LOGIN_THROTTLE_ADDRESS_ATTEMPTS = env.int("LOGIN_THROTTLE_ADDRESS_ATTEMPTS", default=50)
 LOGIN_THROTTLE_WINDOW_SECONDS = env.int("LOGIN_THROTTLE_WINDOW_SECONDS", default=900)
 
 ROOT_URLCONF = "config.urls"

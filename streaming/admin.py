@@ -8,7 +8,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db.models import Field
 from django.forms import Script
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -143,8 +143,12 @@ class StreamLogAdmin(admin.ModelAdmin):
         ]
 
     def live_view(self, request: HttpRequest, stream_id: int) -> HttpResponse:
-        """Staff watch any stream as one more (read-only) viewer; finished ones replay."""
+        """Staff who may view stream logs watch any stream as one more (read-only)
+        viewer; finished ones replay."""
         log = get_object_or_404(StreamLog, pk=stream_id)
+        if not self.has_view_permission(request, log):
+            # As for a missing stream: the stream events refuse them the same way.
+            raise Http404("No StreamLog matches the given query.")
         context = {
             **self.admin_site.each_context(request),
             "title": f"Stream {log.pk}",

@@ -126,6 +126,8 @@ class StreamLog(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["user", "-created_at"])]
+        # Reading another user's stream is `view_streamlog`; stopping it is this.
+        permissions = [("stop_streamlog", "Can stop another user's stream")]
 
     def __str__(self) -> str:
         return f"Stream {self.pk} ({self.status})"

@@ -13,6 +13,7 @@ import anthropic
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth.models import Permission
 from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
 from django.db import connection, connections
@@ -75,6 +76,7 @@ def _no_limits(settings) -> None:
     settings.LIMIT_TOKENS_PER_DAY = 0
     settings.LIMIT_VIEWERS_PER_USER = 0
     settings.LOGIN_THROTTLE_ATTEMPTS = 1000
+    settings.LOGIN_THROTTLE_ADDRESS_ATTEMPTS = 100_000
     # In-process hubs must not reap the rows tests build (the lease tests call the
     # reaper themselves, and relays under test run their own).
     settings.STREAM_LEASE_SECONDS = 10**9
@@ -131,9 +133,24 @@ def bob(django_user_model):
 
 @pytest.fixture
 def charlie(django_user_model):
-    """Charlie is staff: he may watch and stop anyone's stream."""
-    return django_user_model.objects.create_user(
+    """Charlie is staff with the permissions to watch and stop anyone's stream."""
+    user = django_user_model.objects.create_user(
         "charlie", "charlie@example.com", is_staff=True
+    )
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="streaming",
+            codename__in=["view_streamlog", "stop_streamlog"],
+        )
+    )
+    return user
+
+
+@pytest.fixture
+def dave(django_user_model):
+    """Dave is staff without any permission: other users' streams are not his."""
+    return django_user_model.objects.create_user(
+        "dave", "dave@example.com", is_staff=True
     )
 
 
@@ -164,6 +181,11 @@ def bob_token(bob, make_token) -> str:
 @pytest.fixture
 def charlie_token(charlie, make_token) -> str:
     return make_token(charlie)
+
+
+@pytest.fixture
+def dave_token(dave, make_token) -> str:
+    return make_token(dave)
 
 
 @pytest.fixture

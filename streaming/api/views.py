@@ -69,7 +69,7 @@ async def stream_events(request: HttpRequest, stream_id: int) -> HttpResponse:
 
 @endpoint("POST")
 async def stop_stream(request: HttpRequest, stream_id: int) -> HttpResponse:
-    stream = await _visible_stream(request, stream_id)
+    stream = await _visible_stream(request, stream_id, may="stop")
     if stream.is_finished:
         return JsonResponse({"id": stream.pk, "status": stream.status})
     await hub.get().stop(stream.pk)
@@ -96,12 +96,17 @@ async def _follow(
     return sse.response(frames)
 
 
-async def _visible_stream(request: HttpRequest, stream_id: int) -> StreamLog:
-    streams = StreamLog.objects.all()
-    if not request.user.is_staff:
-        # Another user's stream answers 404, so ids reveal nothing.
-        streams = streams.filter(user_id=request.user.pk)
-    stream = await streams.filter(pk=stream_id).afirst()
+async def _visible_stream(
+    request: HttpRequest, stream_id: int, *, may: str = "view"
+) -> StreamLog:
+    """The stream, if it is the caller's or their permissions let them `may` ("view"
+    or "stop") anyone's; otherwise NoSuchStream, as for an id that does not exist."""
+    stream = await StreamLog.objects.filter(pk=stream_id).afirst()
     if stream is None:
+        raise NoSuchStream()
+    if stream.user_id != request.user.pk and not await request.user.ahas_perm(
+        f"streaming.{may}_streamlog"
+    ):
+        # The same 404 as a missing stream, so other users' ids reveal nothing.
         raise NoSuchStream()
     return stream

@@ -261,11 +261,11 @@ def test_anonymous_visitors_are_sent_to_the_admin_login(client, alice_log):
     assert response["Location"] == f"/admin/login/?next={USAGE_URL}"
 
 
-def test_staff_need_the_permission_to_view_stream_logs(client, charlie, alice_log):
-    client.force_login(charlie)
+def test_staff_need_the_permission_to_view_stream_logs(client, dave, alice_log):
+    client.force_login(dave)
 
     refused = client.get(USAGE_URL)
-    charlie.user_permissions.add(Permission.objects.get(codename="view_streamlog"))
+    dave.user_permissions.add(Permission.objects.get(codename="view_streamlog"))
     allowed = client.get(USAGE_URL)
 
     assert refused.status_code == 403

@@ -349,7 +349,7 @@ async def test_a_stop_during_a_checkpoint_still_closes_the_upstream_connection(
 
 
 @pytest.mark.timeout(30)
-async def test_staff_may_watch_and_stop_anothers_stream(
+async def test_staff_with_the_permissions_may_watch_and_stop_anothers_stream(
     relay, bob, bob_token, charlie, charlie_token
 ):
     stream = await _post_stream(relay, bob_token, "Go " + fake(**ENDLESS))
@@ -822,7 +822,7 @@ def test_a_token_post_needs_no_csrf_token(alice_token, alice_log):
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_staff_may_replay_anothers_finished_stream(
+async def test_staff_who_may_view_stream_logs_may_replay_anothers_finished_stream(
     async_client, alice_log, charlie_token
 ):
     response = await async_client.get(

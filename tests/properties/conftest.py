@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 from django.conf import settings as django_settings
+from django.contrib.auth.models import Permission
 from django.test import AsyncClient, Client
 from django.utils import timezone
 
@@ -38,9 +39,21 @@ def _offline_providers(settings, provider_key):
 
 
 @pytest.fixture
-def world(alice, bob, charlie, make_token, make_log) -> SimpleNamespace:
+def erin(django_user_model):
+    """Erin is staff who may view stream logs, and not stop them."""
+    user = django_user_model.objects.create_user(
+        "erin", "erin@example.com", is_staff=True
+    )
+    user.user_permissions.add(Permission.objects.get(codename="view_streamlog"))
+    return user
+
+
+@pytest.fixture
+def world(alice, bob, charlie, dave, erin, make_token, make_log) -> SimpleNamespace:
     """Alice's finished, failed, stopped and in-flight streams, Bob's stream, a
-    conversation each, and the tokens of all three (one of Alice's revoked)."""
+    conversation each, and the tokens of all (one of Alice's revoked): staff who may
+    view and stop anyone's streams (Charlie), only view them (Erin), or neither (Dave).
+    """
     alice_chat = Conversation.objects.create(owner=alice, title="Alice's chat")
     alice_chat.messages.create(role=Message.Role.USER, content="Say hello")
     logs = {
@@ -75,9 +88,17 @@ def world(alice, bob, charlie, make_token, make_log) -> SimpleNamespace:
         "alice revoked": make_token(alice, revoked_at=timezone.now()),
         "bob": make_token(bob),
         "charlie": make_token(charlie),
+        "dave": make_token(dave),
+        "erin": make_token(erin),
     }
     return SimpleNamespace(
-        users={"alice": alice, "bob": bob, "charlie": charlie},
+        users={
+            "alice": alice,
+            "bob": bob,
+            "charlie": charlie,
+            "dave": dave,
+            "erin": erin,
+        },
         logs=logs,
         tokens=tokens,
         alice_chat=alice_chat,
@@ -107,6 +128,8 @@ def callers(world) -> dict[str, tuple[AsyncClient, dict[str, str], str | None]]:
         "alice token": (AsyncClient(), bearer(world.tokens["alice"]), "alice"),
         "bob token": (AsyncClient(), bearer(world.tokens["bob"]), "bob"),
         "charlie token": (AsyncClient(), bearer(world.tokens["charlie"]), "charlie"),
+        "dave token": (AsyncClient(), bearer(world.tokens["dave"]), "dave"),
+        "erin token": (AsyncClient(), bearer(world.tokens["erin"]), "erin"),
         "alice session": (session, same_origin, "alice"),
         # The CSRF check reads a form body for its token before the view does.
         "alice checked": (checked, {**same_origin, "X-CSRFToken": csrf}, "alice"),

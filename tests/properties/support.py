@@ -380,8 +380,12 @@ def query(**params: str | None) -> str:
     )
 
 
-def visible(log: StreamLog | None, user) -> bool:
-    return log is not None and (log.user_id == user.pk or user.is_staff)
+def visible(log: StreamLog | None, user, *, may: str = "view") -> bool:
+    """Whether `user` may `may` ("view" or "stop") the stream: their own, or anyone's
+    with the permission (being staff is not enough)."""
+    return log is not None and (
+        log.user_id == user.pk or user.has_perm(f"streaming.{may}_streamlog")
+    )
 
 
 def replay_outcome(log: StreamLog, offset: str | None) -> int:

@@ -40,7 +40,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @examples(90)
 @given(
     caller=st.sampled_from(
-        ["alice token", "bob token", "charlie token", "alice session"]
+        [
+            "alice token",
+            "bob token",
+            "charlie token",
+            "dave token",
+            "erin token",
+            "alice session",
+        ]
     ),
     resume=RESUMES,
     resume_in=st.sampled_from(["header", "query", "both"]),
@@ -103,7 +110,15 @@ def test_get_chat_stream_resumes_or_refuses_and_never_starts_a_second_stream(
 @examples(120)
 @given(
     caller=st.sampled_from(
-        ["alice token", "bob token", "charlie token", "alice session", "alice checked"]
+        [
+            "alice token",
+            "bob token",
+            "charlie token",
+            "dave token",
+            "erin token",
+            "alice session",
+            "alice checked",
+        ]
     ),
     target=weighted((3, STREAM_REFS), (1, NUMBERS)),
     in_header=st.none() | HEADER_OFFSETS,

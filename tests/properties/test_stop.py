@@ -29,7 +29,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @examples(80)
 @given(
     caller=st.sampled_from(
-        ["alice token", "bob token", "charlie token", "alice session", "alice checked"]
+        [
+            "alice token",
+            "bob token",
+            "charlie token",
+            "dave token",
+            "erin token",
+            "alice session",
+            "alice checked",
+        ]
     ),
     target=weighted((3, STREAM_REFS), (1, NUMBERS)),
     body=st.binary(max_size=40),
@@ -58,7 +66,7 @@ def test_stop_answers_and_never_changes_a_row_it_may_not(
         assert answer.json()["error"] == "bad_request"
         return
     log = StreamLog.objects.filter(pk=pk).first() if routed else None
-    if not visible(log, user):
+    if not visible(log, user, may="stop"):
         assert answer.status == 404
     elif log.is_finished:
         assert (answer.status, answer.json()) == (200, {"id": pk, "status": log.status})

@@ -1,14 +1,17 @@
 """Through Debian's nginx with the shipped proxy settings (deploy/nginx/): tokens reach
-the client while the provider is still generating, and nothing is compressed."""
+the client while the provider is still generating, nothing is compressed, and the
+client address the relay records is the one nginx saw."""
 
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from streaming.models import StreamLog
 from tests.helpers import (
     BASE_DIR,
     USER_AGENT,
@@ -99,6 +102,41 @@ def nginx(relay, tmp_path):
     server.stop()
 
 
+@pytest.fixture
+def served(relay_env, transactional_db, tmp_path):
+    """`manage.py serve --proxy-headers`, as docs/deploy.md runs it; yields its url."""
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--port", str(port)]
+            + ["--proxy-headers"],
+            cwd=BASE_DIR,
+            env=relay_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"{url}/healthz", timeout=2)
+            break
+        except httpx.TransportError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(log_path.read_text()) from None
+            time.sleep(0.05)
+    yield port, url
+    _stop(process)
+
+
+@pytest.fixture
+def nginx_before_serve(served, tmp_path):
+    server = Nginx(tmp_path, served[0])
+    yield server
+    server.stop()
+
+
 async def test_tokens_pass_nginx_as_the_provider_generates_them(
     nginx, alice_token, upstream
 ):
@@ -129,3 +167,37 @@ async def test_tokens_pass_nginx_as_the_provider_generates_them(
     assert token_text(received.events) == expected_answer(**options)
     assert received.events[-1].event == "done"
     assert (await upstream["openai"].outcome(key))["outcome"] == "completed"
+
+
+async def _client_addr(url: str, token: str, forwarded_for: str) -> str | None:
+    """Start a demo stream at `url` claiming `forwarded_for`, read it to its end, and
+    return the client address its log recorded."""
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "User-Agent": USER_AGENT,
+        "X-Forwarded-For": forwarded_for,
+    }
+    async with httpx.AsyncClient(base_url=url, headers=headers) as client:
+        started = await client.post(
+            "/streams/", json={"prompt": "hi", "provider": "demo"}
+        )
+        assert started.status_code == 201, started.text
+        received = await read_events(client, started.json()["events_url"])
+    assert received.events[-1].event == "done"
+    return (await StreamLog.objects.aget(pk=started.json()["id"])).client_addr
+
+
+async def test_a_client_cannot_choose_its_address_through_nginx(
+    nginx_before_serve, served, alice_token
+):
+    """Regression: nginx appended the real address to the client's X-Forwarded-For,
+    and `serve --proxy-headers` reads the first, so the client chose it (and with it
+    the login throttle's address and every log's client_addr)."""
+    _, serve_url = served
+
+    direct = await _client_addr(serve_url, alice_token, "6.6.6.6")
+    proxied = await _client_addr(nginx_before_serve.url, alice_token, "6.6.6.6")
+
+    # serve trusts the header (only nginx may reach it), so nginx must set it.
+    assert direct == "6.6.6.6"
+    assert proxied == "127.0.0.1"
