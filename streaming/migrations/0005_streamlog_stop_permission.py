@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('streaming', '0003_usage_limits'),
+        ('streaming', '0004_streamlog_error_retry_after'),
     ]
 
     operations = [
