@@ -116,7 +116,7 @@ def test_login_attempts_are_throttled_by_address(client, django_user_model, thro
     assert elsewhere.status_code == 302
 
 
-def test_production_settings_pass_the_deploy_check():
+def test_production_settings_pass_the_deploy_check(static_root):
     env = {
         key: value
         for key, value in os.environ.items()
@@ -128,6 +128,7 @@ def test_production_settings_pass_the_deploy_check():
         ALLOWED_HOSTS="chat.example.com",
         CSRF_TRUSTED_ORIGINS="https://chat.example.com",
         SECURE_PROXY_SSL_HEADER="true",
+        STATIC_ROOT=str(static_root),  # collected, as the deploy doc says
         # Production runs several processes, so the deploy check wants Redis.
         REDIS_URL="redis://127.0.0.1:6379/0",
     )

@@ -4,10 +4,15 @@ cached for good, compressed copies, and ES-module imports that survive the hashi
 import gzip
 import json
 import re
+import subprocess
+import sys
 from urllib.parse import urljoin
 
 import brotli
 import pytest
+from django.conf import settings
+
+from tests.helpers import BASE_DIR, environ_without
 
 HASHED = r"\.[0-9a-f]{12}\."
 FOREVER = "max-age=315360000, public, immutable"
@@ -114,3 +119,27 @@ async def test_the_unhashed_name_is_served_but_cached_briefly(relay):
     assert response.headers["Cache-Control"] == "max-age=60, public"
     assert "export function openStream" in response.text
     assert missing.status_code == 404
+
+
+@pytest.mark.parametrize("collected", [False, True])
+def test_the_deploy_check_warns_when_collectstatic_has_not_run(
+    static_root, tmp_path, collected
+):
+    env = environ_without("DJANGO_", "PYTEST_", "DATABASE_URL", "REDIS_URL")
+    env.update(
+        DEBUG="false",
+        SECRET_KEY=settings.SECRET_KEY,
+        STATIC_ROOT=str(static_root if collected else tmp_path),
+    )
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert ("streaming.W009" in result.stderr) is not collected
