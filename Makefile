@@ -14,10 +14,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 install: $(VENV)/.installed
 
-# Set up, migrate, create the first user (password printed once), serve with daphne.
+# Set up, migrate, create the first user (password printed once), collect the static
+# files (served by the app itself when DEBUG is off), serve with daphne.
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py ensure_admin
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(MAKE) --no-print-directory serve
 
 # daphne behind `manage.py serve`, which drains streams on SIGTERM (the production command).

@@ -3,6 +3,7 @@ import os
 from django.conf import settings
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
+from streaming.server import staticfiles
 from streaming.server.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -10,6 +11,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 application = get_asgi_application()
 
 if settings.DEBUG:
-    # In development daphne serves static files itself (as `runserver` does);
-    # in production the reverse proxy serves STATIC_ROOT.
+    # In development daphne serves static/ itself (as `runserver` does).
     application = ASGIStaticFilesHandler(application)
+else:
+    # In production the app serves what collectstatic put in STATIC_ROOT, before
+    # Django sees the request (nginx may serve STATIC_ROOT instead: docs/deploy.md).
+    application = staticfiles.serve(application)

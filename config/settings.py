@@ -197,7 +197,15 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# `manage.py collectstatic` fills it; with DEBUG off the app serves it (config/asgi.py).
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+if not DEBUG:
+    # Hashed names, gzip and Brotli copies (streaming/server/staticfiles.py). In
+    # development the files are served unhashed from static/, with no collectstatic.
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "streaming.server.staticfiles.Storage"},
+    }
 
 # Providers. One stays off until its key is set; the demo needs none.
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")

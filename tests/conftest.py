@@ -7,7 +7,10 @@ The relay runs in a subprocess, so the tests that talk to it use `transactional_
 
 import asyncio
 import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import anthropic
 import pytest
@@ -21,6 +24,7 @@ from django.utils.crypto import get_random_string
 
 from streaming.models import ApiToken, StreamLog
 from tests.helpers import (
+    BASE_DIR,
     LOGS,
     FakeProvider,
     Relay,
@@ -287,9 +291,27 @@ def redis_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def relay_env(django_db_setup, provider_server, anthropic_server) -> dict[str, str]:
+def static_root(tmp_path_factory) -> Path:
+    """STATIC_ROOT as `manage.py collectstatic` fills it in production (DEBUG off:
+    hashed names, compressed copies), once per session for every relay."""
+    root = tmp_path_factory.mktemp("static")
+    env = environ_without("DJANGO_", "PYTEST_", "DATABASE_URL", "REDIS_URL")
+    env.update(DEBUG="false", SECRET_KEY=settings.SECRET_KEY, STATIC_ROOT=str(root))
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
+        cwd=BASE_DIR,
+        env=env,
+        check=True,
+    )
+    return root
+
+
+@pytest.fixture(scope="session")
+def relay_env(
+    django_db_setup, provider_server, anthropic_server, static_root
+) -> dict[str, str]:
     """The environment of a relay process: the test database, the fake providers,
-    no SDK retries, a 1 s stall timeout and a 1 s orphan grace.
+    no SDK retries, a 1 s stall timeout, a 1 s orphan grace and collected static files.
 
     REDIS_URL passes through when set, so the relays share a Redis channel layer.
     """
@@ -310,6 +332,7 @@ def relay_env(django_db_setup, provider_server, anthropic_server) -> dict[str, s
         DATABASE_URL=database_url(connection.settings_dict),
         SECRET_KEY=settings.SECRET_KEY,  # so sessions made by the tests are valid
         DEBUG="false",
+        STATIC_ROOT=str(static_root),
         ALLOWED_HOSTS="127.0.0.1,localhost",
         LOG_LEVEL="INFO",
         OPENAI_API_KEY=PROVIDER_KEY,

@@ -3,7 +3,9 @@
  * after a dropped connection without duplicating text or paying for a second answer.
  * A plain ES module with no dependencies and no build step.
  *
- *   import { openStream } from "/static/streaming/sse-client.js";
+ * Import `openStream` from `/static/streaming/sse-client.js` (spelt out here as a
+ * statement, the line would make collectstatic rewrite this file's name into itself,
+ * which never settles), then:
  *   const stream = openStream(eventsUrl, { onToken: (text, { content }) => show(content) });
  *   stopButton.onclick = () => stream.stop();
  *

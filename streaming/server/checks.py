@@ -1,10 +1,15 @@
 """System checks for the mistakes that quietly break Server-Sent Events in production.
 
 `manage.py check` runs the first group; `manage.py check --deploy` adds the channel
-layer check, which only matters once more than one process serves.
+layer check, which only matters once more than one process serves, and the check
+that collectstatic has run.
 """
 
 from django.conf import settings
+from django.contrib.staticfiles.storage import (
+    ManifestStaticFilesStorage,
+    staticfiles_storage,
+)
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
@@ -133,3 +138,22 @@ def check_channel_layer(
             )
         ]
     return []
+
+
+@register(Tags.staticfiles, deploy=True)
+def check_collected_static(
+    app_configs: object = None, **kwargs: object
+) -> list[CheckMessage]:
+    storage = staticfiles_storage
+    if not isinstance(storage, ManifestStaticFilesStorage):
+        return []  # DEBUG: served from static/ as they are
+    if storage.manifest_storage.exists(storage.manifest_name):
+        return []
+    return [
+        Warning(
+            f"STATIC_ROOT ({settings.STATIC_ROOT}) holds no collected static files.",
+            hint="Run `manage.py collectstatic --noinput`: with DEBUG off every page "
+            "names its scripts by their hashed names, and fails without them.",
+            id="streaming.W009",
+        )
+    ]

@@ -191,7 +191,7 @@ def test_a_login_clears_the_failures_of_its_pair(url, make_person, throttle):
     assert statuses == [200, 200, 302, 200, 200, 302]
 
 
-def test_production_settings_pass_the_deploy_check():
+def test_production_settings_pass_the_deploy_check(static_root):
     env = {
         key: value
         for key, value in os.environ.items()
@@ -203,6 +203,7 @@ def test_production_settings_pass_the_deploy_check():
         ALLOWED_HOSTS="chat.example.com",
         CSRF_TRUSTED_ORIGINS="https://chat.example.com",
         SECURE_PROXY_SSL_HEADER="true",
+        STATIC_ROOT=str(static_root),  # collected, as the deploy doc says
         # Production runs several processes, so the deploy check wants Redis.
         REDIS_URL="redis://127.0.0.1:6379/0",
     )

@@ -54,6 +54,13 @@ def site(start_relay):
 
 
 @pytest.fixture
+def production_site(start_relay):
+    """The relay as production runs it: DEBUG off (secure cookies, which Chromium
+    keeps on loopback), its collected static files served by the app, no proxy."""
+    return start_relay()
+
+
+@pytest.fixture
 def page(browser):
     context = browser.new_context(viewport={"width": 1200, "height": 800})
     page = context.new_page()
@@ -107,6 +114,36 @@ def finished(log: StreamLog, timeout: float = 10) -> StreamLog:
 
 def words(text: str) -> str:
     return " ".join(text.split())
+
+
+def test_the_chat_page_works_with_debug_off(page, production_site, alice):
+    """Regression: with DEBUG off /static/ answered 404, so Enter did nothing."""
+    failed: list[str] = []
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.on(
+        "response",
+        lambda response: response.status >= 400 and failed.append(response.url),
+    )
+    log_in(page, production_site.url, alice)
+
+    send(page, "Count for me " + fake(tokens=20, pattern="counter"))
+
+    page.wait_for_function(
+        "() => document.querySelector('#status').textContent === 'Done.'"
+    )
+    assert words(answer(page).inner_text()) == words(
+        expected_answer(tokens=20, pattern="counter")
+    )
+    # The page reached Done. through its scripts (no form post), under hashed names.
+    assert re.search(r"/c/\d+/$", page.url)
+    scripts = page.eval_on_selector_all(
+        "script[type=module]", "scripts => scripts.map(s => s.src)"
+    )
+    assert scripts and all(re.search(r"\.[0-9a-f]{12}\.js$", s) for s in scripts)
+    assert page.evaluate(
+        "[...document.styleSheets].some(s => s.href && s.cssRules.length > 0)"
+    )
+    assert failed == []
 
 
 def test_it_logs_in_and_streams_an_answer_that_grows(page, site, alice):

@@ -93,3 +93,12 @@ async def test_sigterm_lets_short_streams_finish_and_interrupts_long_ones(
     assert (long_log.status, long_log.error_code) == ("interrupted", "interrupted")
     assert long_log.response and long_log.tokens_estimated
     assert await StreamLog.objects.acount() == 2
+
+
+async def test_it_serves_the_collected_static_files(serve):
+    _process, url, _log_path = serve
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        response = await client.get("/static/streaming/chat.js")
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == 'text/javascript; charset="utf-8"'
