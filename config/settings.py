@@ -154,8 +154,13 @@ REDIS_PREFIX = env.str("REDIS_PREFIX", default="relay")
 REDIS_CHANNEL_LAYER = env.str("REDIS_CHANNEL_LAYER", default="pubsub")
 _LAYERS = {
     "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
-    "core": "channels_redis.core.RedisChannelLayer",
+    "core": "streaming.pools.RedisChannelLayer",  # channels-redis's, on waiting pools
 }
+# Each Redis pool (the cache's, the frame log's, the core layer's) holds at most
+# REDIS_POOL_SIZE connections per process; a caller that finds them all in use waits
+# up to REDIS_POOL_TIMEOUT_SECONDS for one instead of failing (streaming/pools.py).
+REDIS_POOL_SIZE = env.int("REDIS_POOL_SIZE", default=50)
+REDIS_POOL_TIMEOUT_SECONDS = env.float("REDIS_POOL_TIMEOUT_SECONDS", default=5)
 if REDIS_URL:
     if REDIS_CHANNEL_LAYER not in _LAYERS:
         raise ImproperlyConfigured("REDIS_CHANNEL_LAYER must be 'pubsub' or 'core'.")
@@ -170,6 +175,11 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": REDIS_PREFIX,
+            "OPTIONS": {
+                "pool_class": "streaming.pools.CachePool",
+                "max_connections": REDIS_POOL_SIZE,
+                "timeout": REDIS_POOL_TIMEOUT_SECONDS,
+            },
         }
     }
 else:
