@@ -129,6 +129,11 @@ if _POSTGRES:
         "min_size": 1,
         "max_size": env.int("DATABASE_POOL_SIZE", default=10),
         "timeout": env.float("DATABASE_POOL_TIMEOUT_SECONDS", default=20),
+        # Once a max_idle, the pool closes one connection unused all that time, down
+        # to min_size: a burst's connections go back within (size - 1) x max_idle.
+        # psycopg_pool's default (10 minutes) kept them for up to an hour and a half,
+        # and another process (manage.py) could not connect under a role's limit.
+        "max_idle": env.float("DATABASE_POOL_MAX_IDLE_SECONDS", default=10),
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so a daphne process started by the tests sees the test data.
