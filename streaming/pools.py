@@ -12,6 +12,7 @@ log's client and the "core" channel layer build theirs with `asyncio_pool()`. Th
 "pubsub" layer publishes over one connection at a time and needs no bound.
 """
 
+import threading
 import weakref
 from typing import Any
 
@@ -25,11 +26,27 @@ _registered: weakref.WeakKeyDictionary[_Pool, str] = weakref.WeakKeyDictionary()
 
 
 class CachePool(redis.BlockingConnectionPool):
-    """The cache's pool: Django passes it `max_connections` and `timeout` (OPTIONS)."""
+    """The cache's pool: Django passes it `max_connections` and `timeout` (OPTIONS).
+
+    One per process and URL. Django makes a cache object, and with it a pool, for
+    every async context that uses the cache (each running stream's, for its limits):
+    100 running streams held 73 pools, and as many idle connections at least.
+    """
+
+    _shared: dict[tuple[str, str], "CachePool"] = {}
+    _lock = threading.Lock()
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         _registered[self] = "cache"
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> "CachePool":
+        key = (url, repr(sorted(kwargs.items())))
+        with cls._lock:
+            if key not in cls._shared:
+                cls._shared[key] = super().from_url(url, **kwargs)
+            return cls._shared[key]
 
 
 def asyncio_pool(name: str, url: str, **kwargs: Any) -> aioredis.BlockingConnectionPool:
