@@ -30,7 +30,7 @@ class CachePool(redis.BlockingConnectionPool):
 
     One per process and URL. Django makes a cache object, and with it a pool, for
     every async context that uses the cache (each running stream's, for its limits):
-    100 running streams held 73 pools, and as many idle connections at least.
+    an owner of 100 running streams held up to 170 pools, each with its connections.
     """
 
     _shared: dict[tuple[str, str], "CachePool"] = {}

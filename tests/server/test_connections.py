@@ -101,10 +101,18 @@ def _connections_named(application_name: str) -> int:
         return cursor.fetchone()[0]
 
 
+@pytest.fixture
+def application_name(transactional_db) -> str:
+    """A name for one relay's connections, to count them in pg_stat_activity."""
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: set DATABASE_URL")
+    return f"relay-idle-{uuid.uuid4().hex[:8]}"
+
+
 async def test_the_pool_gives_a_bursts_connections_back(
-    start_relay, alice_token, alice_log
+    start_relay, application_name, alice_token, alice_log
 ):
-    name = f"relay-idle-{uuid.uuid4().hex[:8]}"
+    name = application_name
     url = f"{database_url(connection.settings_dict)}?application_name={name}"
     relay = start_relay(
         instance=name,
