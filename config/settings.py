@@ -131,6 +131,11 @@ if _POSTGRES:
         "min_size": 1,
         "max_size": env.int("DATABASE_POOL_SIZE", default=10),
         "timeout": env.float("DATABASE_POOL_TIMEOUT_SECONDS", default=20),
+        # Once a max_idle, the pool closes one connection unused all that time, down
+        # to min_size: a burst's connections go back within (size - 1) x max_idle.
+        # psycopg_pool's default (10 minutes) kept them for up to an hour and a half,
+        # and another process (manage.py) could not connect under a role's limit.
+        "max_idle": env.float("DATABASE_POOL_MAX_IDLE_SECONDS", default=10),
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so a daphne process started by the tests sees the test data.
@@ -156,8 +161,13 @@ REDIS_PREFIX = env.str("REDIS_PREFIX", default="relay")
 REDIS_CHANNEL_LAYER = env.str("REDIS_CHANNEL_LAYER", default="pubsub")
 _LAYERS = {
     "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
-    "core": "channels_redis.core.RedisChannelLayer",
+    "core": "streaming.pools.RedisChannelLayer",  # channels-redis's, on waiting pools
 }
+# Each Redis pool (the cache's, the frame log's, the core layer's) holds at most
+# REDIS_POOL_SIZE connections per process; a caller that finds them all in use waits
+# up to REDIS_POOL_TIMEOUT_SECONDS for one instead of failing (streaming/pools.py).
+REDIS_POOL_SIZE = env.int("REDIS_POOL_SIZE", default=50)
+REDIS_POOL_TIMEOUT_SECONDS = env.float("REDIS_POOL_TIMEOUT_SECONDS", default=5)
 if REDIS_URL:
     if REDIS_CHANNEL_LAYER not in _LAYERS:
         raise ImproperlyConfigured("REDIS_CHANNEL_LAYER must be 'pubsub' or 'core'.")
@@ -172,6 +182,11 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": REDIS_PREFIX,
+            "OPTIONS": {
+                "pool_class": "streaming.pools.CachePool",
+                "max_connections": REDIS_POOL_SIZE,
+                "timeout": REDIS_POOL_TIMEOUT_SECONDS,
+            },
         }
     }
 else:

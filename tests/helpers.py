@@ -263,9 +263,12 @@ def free_port() -> int:
 
 
 class Relay:
-    """The project under daphne, in a subprocess on a free port of 127.0.0.1."""
+    """The project under daphne, in a subprocess on a free port of 127.0.0.1; with
+    `serve`, under the production entrypoint (`manage.py serve`) instead."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, *, serve: bool = False
+    ) -> None:
         self.env = env
         self.log_path = log_path
         for _attempt in range(3):
@@ -273,8 +276,7 @@ class Relay:
             self.url = f"http://127.0.0.1:{self.port}"
             with open(log_path, "a") as log:
                 self.process = subprocess.Popen(
-                    [sys.executable, "-m", "daphne", "-e", self._endpoint()]
-                    + ["config.asgi:application"],
+                    self._serve_command() if serve else self._daphne_command(),
                     cwd=BASE_DIR,
                     env=env,
                     stdout=log,
@@ -286,8 +288,13 @@ class Relay:
             self.stop()
         raise RuntimeError(f"daphne did not start:\n{self.log()}")
 
-    def _endpoint(self) -> str:
-        return f"tcp:port={self.port}:interface=127.0.0.1"
+    def _daphne_command(self) -> list[str]:
+        endpoint = f"tcp:port={self.port}:interface=127.0.0.1"
+        command = [sys.executable, "-m", "daphne", "-e", endpoint]
+        return command + ["config.asgi:application"]
+
+    def _serve_command(self) -> list[str]:
+        return [sys.executable, "manage.py", "serve", "--port", str(self.port)]
 
     def _ready(self) -> bool:
         deadline = time.monotonic() + 30

@@ -27,6 +27,7 @@ from typing import Any
 from django.conf import settings
 from redis import asyncio as aioredis
 
+from streaming import pools
 from streaming.relay.feed import Broadcast, Ending
 
 logger = logging.getLogger(__name__)
@@ -69,12 +70,14 @@ def enabled() -> bool:
 def _client() -> aioredis.Redis:
     loop = asyncio.get_running_loop()
     if loop not in _clients:
-        _clients[loop] = aioredis.Redis.from_url(
+        pool = pools.asyncio_pool(
+            "frame_log",
             settings.REDIS_URL,
             socket_timeout=5,
             socket_connect_timeout=2,
             health_check_interval=30,
         )
+        _clients[loop] = aioredis.Redis.from_pool(pool)
     return _clients[loop]
 
 

@@ -11,21 +11,29 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from streaming import pools
+
 _TIMEOUT = 2.0
+# A pool may be full for a moment in a burst (callers wait for a connection); full
+# for this long, it is exhausted.
+_POOL_WAIT = 0.5
 
 
 @never_cache
 @require_GET
 async def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database, the cache and a channel-layer round trip all work, else
-    503; the body says which part failed (never how it is configured)."""
+    """200 when the database, the cache and a channel-layer round trip all work and no
+    Redis pool is exhausted, else 503; the body says which part failed (never how it
+    is configured)."""
+    # First, so the other checks' own connections are not counted.
+    redis_pools = await _redis_pools()
     checks = {
         "database": _database(),
         "cache": _cache(),
         "channel_layer": _channel_layer(),
     }
     results = await asyncio.gather(*(_timed(check) for check in checks.values()))
-    report = dict(zip(checks, results, strict=True))
+    report = dict(zip(checks, results, strict=True)) | {"redis_pools": redis_pools}
     healthy = all(result["ok"] for result in report.values())
     return JsonResponse(
         {"status": "ok" if healthy else "unavailable", "checks": report},
@@ -41,6 +49,18 @@ async def _timed(check) -> dict[str, object]:
     except Exception as error:  # noqa: BLE001 - any failure is "not ok"
         return {"ok": False, "error": type(error).__name__}
     return {"ok": True, "ms": round((time.monotonic() - started) * 1000, 1)}
+
+
+async def _redis_pools() -> dict[str, object]:
+    """Whether every Redis pool can hand out a connection within _POOL_WAIT, and how
+    many of each pool's connections are in use."""
+    deadline = time.monotonic() + _POOL_WAIT
+    while (full := pools.exhausted()) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    report: dict[str, object] = {"ok": not full, "pools": pools.usage()}
+    if full:
+        report |= {"error": "exhausted", "exhausted": full}
+    return report
 
 
 @sync_to_async

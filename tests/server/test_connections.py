@@ -1,7 +1,8 @@
 """Open streams hold no database connection: 200 concurrent streams complete against a
-PostgreSQL role limited to 10 connections."""
+PostgreSQL role limited to 10 connections; a burst's connections are given back."""
 
 import asyncio
+import uuid
 
 import httpx
 import pytest
@@ -9,7 +10,7 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 
 from streaming.models import StreamLog
-from tests.helpers import fake, read_events
+from tests.helpers import database_url, fake, read_events
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(180)]
 
@@ -89,3 +90,50 @@ async def test_200_concurrent_streams_complete_with_10_database_connections(
             break
         await asyncio.sleep(0.1)
     assert await completed.acount() == 200
+
+
+def _connections_named(application_name: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+            [application_name],
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.fixture
+def application_name(transactional_db) -> str:
+    """A name for one relay's connections, to count them in pg_stat_activity."""
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: set DATABASE_URL")
+    return f"relay-idle-{uuid.uuid4().hex[:8]}"
+
+
+async def test_the_pool_gives_a_bursts_connections_back(
+    start_relay, application_name, alice_token, alice_log
+):
+    name = application_name
+    url = f"{database_url(connection.settings_dict)}?application_name={name}"
+    relay = start_relay(
+        instance=name,
+        DATABASE_URL=url,
+        DATABASE_POOL_SIZE=6,
+        DATABASE_POOL_MAX_IDLE_SECONDS=1,
+    )
+    count = sync_to_async(_connections_named)
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=0)
+    async with relay.client(alice_token, limits=limits) as client:
+        burst = await asyncio.gather(
+            *(client.get(f"/streams/{alice_log.pk}/events") for _ in range(100))
+        )
+    after_burst = await count(name)
+
+    # One unused connection is closed per max_idle, down to min_size (1).
+    for _ in range(100):
+        if await count(name) <= 1:
+            break
+        await asyncio.sleep(0.2)
+
+    assert {response.status_code for response in burst} == {200}
+    assert after_burst >= 3
+    assert await count(name) <= 1

@@ -1,6 +1,7 @@
 """GET /healthz and the system checks for SSE deploy mistakes."""
 
 import pytest
+from django.core.cache import caches
 from django.core.checks import run_checks
 
 from tests.helpers import free_port
@@ -13,7 +14,7 @@ async def test_healthz_answers_200_when_everything_works(async_client):
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert set(body["checks"]) == {"database", "cache", "channel_layer"}
+    assert set(body["checks"]) == {"database", "cache", "channel_layer", "redis_pools"}
     assert all(check["ok"] for check in body["checks"].values())
     assert "no-cache" in response["Cache-Control"]
 
@@ -86,3 +87,40 @@ def test_the_deploy_check_wants_the_protective_middleware(settings, removed):
     settings.MIDDLEWARE = [path for path in settings.MIDDLEWARE if path != removed]
 
     assert "streaming.W008" in _ids(include_deployment_checks=True)
+
+
+@pytest.mark.redis
+@pytest.mark.django_db
+async def test_healthz_answers_503_while_a_redis_pool_is_exhausted(
+    async_client, settings, redis_url
+):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_url,
+            "OPTIONS": {
+                "pool_class": "streaming.pools.CachePool",
+                "max_connections": 2,
+                "timeout": 0.2,
+            },
+        }
+    }
+    pool = caches["default"]._cache.get_client(write=True).connection_pool
+    held = [pool.get_connection() for _ in range(2)]
+
+    exhausted = await async_client.get("/healthz")
+    for connection in held:
+        pool.release(connection)
+    recovered = await async_client.get("/healthz")
+
+    assert exhausted.status_code == 503
+    check = exhausted.json()["checks"]["redis_pools"]
+    assert (check["ok"], check["error"], check["exhausted"]) == (
+        False,
+        "exhausted",
+        ["cache"],
+    )
+    assert check["pools"]["cache"]["in_use"] >= 2
+    assert exhausted.json()["checks"]["cache"]["ok"] is False
+    assert recovered.status_code == 200
+    assert recovered.json()["checks"]["redis_pools"]["ok"] is True
