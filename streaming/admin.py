@@ -102,11 +102,8 @@ class StreamLogAdmin(admin.ModelAdmin):
     def error(self, log: StreamLog) -> str:
         if not log.error_code:
             return "-"
-        retry = (
-            f" (retry after {log.error_retry_after:g} s)"
-            if log.error_retry_after is not None
-            else ""
-        )
+        wait = log.error_retry_after
+        retry = "" if wait is None else f" (retry after {wait:g} s)"
         return format_html(
             "<details><summary>{}{}</summary>{}</details>",
             log.error_code,
