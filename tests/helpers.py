@@ -263,9 +263,12 @@ def free_port() -> int:
 
 
 class Relay:
-    """The project under daphne, in a subprocess on a free port of 127.0.0.1."""
+    """The project as production runs it (`manage.py serve`), in a subprocess on a
+    free port of 127.0.0.1; `args` are more options of `serve`."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, args: tuple[str, ...] = ()
+    ) -> None:
         self.env = env
         self.log_path = log_path
         for _attempt in range(3):
@@ -273,8 +276,9 @@ class Relay:
             self.url = f"http://127.0.0.1:{self.port}"
             with open(log_path, "a") as log:
                 self.process = subprocess.Popen(
-                    [sys.executable, "-m", "daphne", "-e", self._endpoint()]
-                    + ["config.asgi:application"],
+                    [sys.executable, "manage.py", "serve", "--host", "127.0.0.1"]
+                    # A short drain, so that stopping a relay stays quick.
+                    + ["--port", str(self.port), "--drain", "1", *args],
                     cwd=BASE_DIR,
                     env=env,
                     stdout=log,
@@ -284,10 +288,7 @@ class Relay:
                 return
             # Most likely another process took the port between probe and bind.
             self.stop()
-        raise RuntimeError(f"daphne did not start:\n{self.log()}")
-
-    def _endpoint(self) -> str:
-        return f"tcp:port={self.port}:interface=127.0.0.1"
+        raise RuntimeError(f"the relay did not start:\n{self.log()}")
 
     def _ready(self) -> bool:
         deadline = time.monotonic() + 30
