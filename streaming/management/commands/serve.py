@@ -4,7 +4,8 @@ Plain daphne drops every connection at once on SIGTERM. This command runs daphne
 server without its signal handlers and handles SIGTERM/SIGINT itself: it stops
 listening, lets running generations finish for STREAM_DRAIN_SECONDS, ends the rest as
 `interrupted` (their viewers get a retryable error frame and the partial answers are
-recorded), then stops.
+recorded), then stops. Its server (`streaming.server.listener`) leaves request bodies
+to Django, so a body that cannot be parsed gets the API's JSON error.
 """
 
 import asyncio
