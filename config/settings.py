@@ -56,10 +56,14 @@ MIDDLEWARE = [
     "streaming.server.middleware.ServicesUnavailable",
 ]
 
+# The API's URLs: every error there is our JSON error, also where no view answers
+# (streaming/server/handlers.py).
+API_URLS_REGEX = r"^/(chat/stream|streams/).*$"
+
 # CORS is off unless origins are listed; then only the API answers them (programs on
 # another origin use a token: EventSource across origins cannot send one).
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
-CORS_URLS_REGEX = r"^/(chat/stream|streams/).*$"
+CORS_URLS_REGEX = API_URLS_REGEX
 
 # Production (DEBUG off) gets secure cookies, HTTPS redirects and HSTS, so that
 # `manage.py check --deploy` is clean. Behind a TLS proxy, set SECURE_PROXY_SSL_HEADER.

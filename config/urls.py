@@ -14,3 +14,9 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("streaming.urls")),
 ]
+
+# Our JSON error on the API's URLs, Django's pages elsewhere.
+handler400 = "streaming.server.handlers.bad_request"
+handler403 = "streaming.server.handlers.permission_denied"
+handler404 = "streaming.server.handlers.page_not_found"
+handler500 = "streaming.server.handlers.server_error"

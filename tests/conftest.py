@@ -366,18 +366,20 @@ def relay_env(
 
 @pytest.fixture(scope="session")
 def relay_factory(relay_env, tmp_path_factory):
-    """`start(instance="a", **env)`: a relay with extra env, started once per session
-    for each distinct (instance, env); another `instance` is another process."""
+    """`start(*serve_args, instance="a", **env)`: a relay with extra options of
+    `manage.py serve` and extra env, started once per session for each distinct
+    (instance, options, env); another `instance` is another process."""
     relays: dict[tuple, Relay] = {}
     directory = tmp_path_factory.mktemp("relay")
 
-    def start(*, instance: str = "a", **env: object) -> Relay:
+    def start(*serve_args: str, instance: str = "a", **env: object) -> Relay:
         extra = {name: str(value) for name, value in env.items()}
-        key = (instance, tuple(sorted(extra.items())))
+        key = (instance, serve_args, tuple(sorted(extra.items())))
         if key not in relays:
             log_path = directory / f"relay-{len(relays)}.log"
-            relays[key] = Relay(relay_env | extra, log_path)
-            register_log(f"relay {instance} {extra or ''}".strip(), log_path)
+            relays[key] = Relay(relay_env | extra, log_path, serve_args)
+            label = " ".join([instance, *serve_args, str(extra or "")])
+            register_log(f"relay {label}".strip(), log_path)
         return relays[key]
 
     yield start
@@ -389,7 +391,7 @@ def relay_factory(relay_env, tmp_path_factory):
 
 @pytest.fixture
 def start_relay(relay_factory, transactional_db):
-    """`start_relay(**env)` -> a running relay; see `relay_factory`."""
+    """`start_relay(*serve_args, **env)` -> a running relay; see `relay_factory`."""
     return relay_factory
 
 

@@ -263,11 +263,11 @@ def free_port() -> int:
 
 
 class Relay:
-    """The project under daphne, in a subprocess on a free port of 127.0.0.1; with
-    `serve`, under the production entrypoint (`manage.py serve`) instead."""
+    """The project as production runs it (`manage.py serve`), in a subprocess on a
+    free port of 127.0.0.1; `args` are more options of `serve`."""
 
     def __init__(
-        self, env: dict[str, str], log_path: Path, *, serve: bool = False
+        self, env: dict[str, str], log_path: Path, args: tuple[str, ...] = ()
     ) -> None:
         self.env = env
         self.log_path = log_path
@@ -276,7 +276,9 @@ class Relay:
             self.url = f"http://127.0.0.1:{self.port}"
             with open(log_path, "a") as log:
                 self.process = subprocess.Popen(
-                    self._serve_command() if serve else self._daphne_command(),
+                    [sys.executable, "manage.py", "serve", "--host", "127.0.0.1"]
+                    # A short drain, so that stopping a relay stays quick.
+                    + ["--port", str(self.port), "--drain", "1", *args],
                     cwd=BASE_DIR,
                     env=env,
                     stdout=log,
@@ -286,15 +288,7 @@ class Relay:
                 return
             # Most likely another process took the port between probe and bind.
             self.stop()
-        raise RuntimeError(f"daphne did not start:\n{self.log()}")
-
-    def _daphne_command(self) -> list[str]:
-        endpoint = f"tcp:port={self.port}:interface=127.0.0.1"
-        command = [sys.executable, "-m", "daphne", "-e", endpoint]
-        return command + ["config.asgi:application"]
-
-    def _serve_command(self) -> list[str]:
-        return [sys.executable, "manage.py", "serve", "--port", str(self.port)]
+        raise RuntimeError(f"the relay did not start:\n{self.log()}")
 
     def _ready(self) -> bool:
         deadline = time.monotonic() + 30

@@ -21,6 +21,11 @@ View = Callable[..., Awaitable[HttpResponse]]
 # has no text codec for (`charset=rot13`). Django would answer 400 HTML, or 500.
 UNREADABLE_BODY = (BadRequest, MultiPartParserError, SuspiciousOperation, LookupError)
 
+# What reading the request raises when a view first touches `request.GET`, `POST` or
+# `body` (too many query parameters, say): a client's error, answered 400 without the
+# ERROR line and the HTML page Django would give it.
+UNREADABLE_REQUEST = (BadRequest, MultiPartParserError, SuspiciousOperation)
+
 
 def error(status: int, code: str, message: str, **extra: object) -> JsonResponse:
     """The API's error body: `{"error": code, "message": ..., **extra}`."""
@@ -43,7 +48,7 @@ def endpoint(
 ) -> Callable[[View], View]:
     """An API view: only `methods` (else 405 JSON with Allow), a token or a session
     (else 401 JSON, never a login redirect), and any `Refused` it raises answered
-    as its JSON error.
+    as its JSON error, as is a request it cannot read (400, or 413).
 
     Session requests that change state must pass Django's CSRF check; token requests
     are exempt, since a browser never attaches a token on its own. With
@@ -81,6 +86,10 @@ def endpoint(
                 return await view(request, *args, **kwargs)
             except Refused as refused:
                 return refusal(refused)
+            except RequestDataTooBig:
+                return error(413, "too_large", "The request body is too large.")
+            except UNREADABLE_REQUEST:
+                return error(400, "bad_request", "The request cannot be read.")
 
         return wrapper
 

@@ -107,6 +107,19 @@ class StartForm(forms.Form):
         }
 
 
+# The JSON type each field of a start takes (bool is no int, and a float is no id);
+# "" or null leaves the optional conversation and regenerate unset. Fields not listed
+# are ignored, whatever their type.
+_JSON_TYPES = {
+    "prompt": (str, "a string"),
+    "provider": (str, "a string"),
+    "model": (str, "a string"),
+    "conversation": (int, "a conversation id (an integer), or null"),
+    "regenerate": (bool, "true or false"),
+}
+_MAY_BE_UNSET = {"conversation", "regenerate"}
+
+
 def body(request: HttpRequest) -> QueryDict | dict:
     """The fields of a JSON or form body, as a form reads them."""
     if request.content_type == "application/json":
@@ -114,11 +127,13 @@ def body(request: HttpRequest) -> QueryDict | dict:
             data = json.loads(request.body or b"null")
         except RequestDataTooBig:
             raise TooLarge() from None
-        except (ValueError, UnicodeDecodeError):
+        # ValueError covers bad UTF-8 and numbers of over 4,300 digits; a deeply
+        # nested body raises RecursionError.
+        except (ValueError, RecursionError):
             raise Invalid("The body is not valid JSON.") from None
         if not isinstance(data, dict):
             raise Invalid("The JSON body must be an object.")
-        return {key: _form_value(value) for key, value in data.items()}
+        return _typed(data)
     try:
         return request.POST
     except RequestDataTooBig:
@@ -127,13 +142,25 @@ def body(request: HttpRequest) -> QueryDict | dict:
         raise Invalid("The form body cannot be read.") from None
 
 
-def _form_value(value: object) -> str | None:
-    """A JSON value as a form field sees it (objects and lists are not accepted)."""
-    if isinstance(value, bool):
-        return "true" if value else ""
-    if isinstance(value, str | int):
-        return str(value)
-    return None
+def _typed(data: dict) -> dict:
+    """The fields a start reads from a JSON object; raises `Invalid` naming each
+    field of the wrong type."""
+    wrong = {}
+    for name, (kind, expected) in _JSON_TYPES.items():
+        value = data.get(name)
+        if name in data and type(value) is not kind:
+            if name in _MAY_BE_UNSET and value in ("", None):
+                continue
+            wrong[name] = f"The field {name!r} must be {expected}."
+    if wrong:
+        raise Invalid(
+            " ".join(wrong.values()),
+            fields={
+                name: [{"message": message, "code": "invalid"}]
+                for name, message in wrong.items()
+            },
+        )
+    return {name: data[name] for name in _JSON_TYPES if name in data}
 
 
 def client(request: HttpRequest) -> conversations.Client:

@@ -224,7 +224,7 @@ def start_bodies(draw) -> tuple[bytes, str, dict | int | None]:
     kind = draw(
         st.sampled_from(
             ["json", "json", "json", "json value", "form", "form", "bytes", "multipart"]
-            + ["multipart", "other", "other", "conversation", "too large"]
+            + ["multipart", "other", "other", "conversation", "too large", "deep"]
         )
     )
     fields = draw(
@@ -247,9 +247,14 @@ def start_bodies(draw) -> tuple[bytes, str, dict | int | None]:
             value = fields
         if kind == "conversation":
             value["conversation"] = draw(
-                st.sampled_from(["own", "bob's"]) | NUMBERS | JSON_VALUES
+                st.sampled_from(["own", "bob's", "", None, 1.5, 1e400, True])
+                | NUMBERS
+                | NUMBERS.map(int)
+                | JSON_VALUES
             )
-            value["regenerate"] = draw(JSON_VALUES)
+            value["regenerate"] = draw(
+                st.sampled_from([True, False, "", None, "true", 1]) | JSON_VALUES
+            )
         encoding = draw(st.sampled_from(["ascii", "utf-8", "utf-16", "surrogatepass"]))
         content_type = "application/json" + draw(CHARSETS)
         return json_body(value, encoding), content_type, None  # judged once resolved
@@ -273,6 +278,12 @@ def start_bodies(draw) -> tuple[bytes, str, dict | int | None]:
             MULTIPART_CONTENT + charset,
             None,
         )
+    if kind == "deep":
+        # Nested deeper than Python's parser recurses, in the body or in a field.
+        depth = draw(st.integers(1_000, 3_000))
+        nested = b"[" * depth + b"]" * depth * draw(st.integers(0, 1))
+        body = draw(st.sampled_from([nested, b'{"prompt": ' + nested + b"}"]))
+        return body, "application/json", 400
     if kind == "too large":
         size = django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1
         media = draw(
@@ -309,23 +320,38 @@ def _known_codec(name: str) -> bool:
     return True
 
 
+# The JSON type each field of a start takes (README, "Endpoints"): a bool is no
+# integer and a float no id; "" and null leave conversation and regenerate unset.
+JSON_TYPES = {
+    "prompt": str,
+    "provider": str,
+    "model": str,
+    "conversation": int,
+    "regenerate": bool,
+}
+
+
+def wrong_json_fields(value: dict) -> set[str]:
+    """The fields of a JSON body a start refuses for their type (400 naming them)."""
+    return {
+        name
+        for name, kind in JSON_TYPES.items()
+        if name in value
+        and type(value[name]) is not kind
+        and not (name in ("conversation", "regenerate") and value[name] in ("", None))
+    }
+
+
 def json_seen(body: bytes) -> dict | int:
-    """What POST /streams/ makes of a JSON body: fields as a form sees them, or 400."""
+    """What POST /streams/ makes of a JSON body: the fields it reads, or 400 (not
+    JSON, nested too deep to parse, not an object, or a field of the wrong type)."""
     try:
         data = json.loads(body or b"null")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         return 400
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or wrong_json_fields(data):
         return 400
-    return {name: _as_form_value(value) for name, value in data.items()}
-
-
-def _as_form_value(value: object) -> str | None:
-    if isinstance(value, bool):
-        return "true" if value else ""
-    if isinstance(value, str | int):
-        return str(value)
-    return None
+    return {name: data[name] for name in JSON_TYPES if name in data}
 
 
 def start_outcome(fields: Mapping[str, str | None]) -> int:
@@ -551,13 +577,13 @@ def check(answer: Answer, secrets: list[str]) -> None:
         assert marker not in answer.body, answer
 
 
-def check_api(answer: Answer, secrets: list[str], *, routed: bool = True) -> None:
-    """…and for the API: 405 says what is allowed; any other refusal is JSON with a
-    code and a message (but a URL the router does not know gets Django's 404 page)."""
+def check_api(answer: Answer, secrets: list[str]) -> None:
+    """…and for the API: 405 says what is allowed; every refusal is JSON with a code
+    and a message, a URL the router does not know included."""
     check(answer, secrets)
     if answer.status == 405:
         assert "Allow" in answer.headers
-    elif answer.status >= 400 and routed:
+    elif answer.status >= 400:
         assert answer.headers["Content-Type"] == "application/json", answer
         error = answer.json()
         assert isinstance(error["error"], str) and error["error"]

@@ -144,7 +144,7 @@ def test_stream_events_replay_or_refuse(
         client, "GET", path, headers=headers, read_seconds=0.2 if live else 5
     )
 
-    check_api(answer, secrets, routed=routed)
+    check_api(answer, secrets)
     assert snapshot() == before
     if not routed:
         assert answer.status == 404

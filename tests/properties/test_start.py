@@ -26,6 +26,7 @@ from tests.properties.support import (
     snapshot,
     start_bodies,
     start_outcome,
+    wrong_json_fields,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -85,11 +86,12 @@ def test_post_streams_starts_or_refuses(world, callers, secrets, caller, request
     client, headers, _ = callers[caller]
     alice = world.users["alice"]
     body, content_type, seen = request_body
+    value = None
     if seen is None and content_type.startswith("application/json"):
         # Resolve the symbolic conversation ids, then judge the body as the view will.
         try:
             value = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):
             value = None
         if isinstance(value, dict) and value.get("conversation") in ("own", "bob's"):
             own = value["conversation"] == "own"
@@ -102,6 +104,10 @@ def test_post_streams_starts_or_refuses(world, callers, secrets, caller, request
     answer = fetch(client, "POST", "/streams/", body, content_type, headers=headers)
 
     check_api(answer, secrets)
+    if isinstance(value, dict) and (wrong := wrong_json_fields(value)):
+        # Checked before anything else: every field of the wrong type is named.
+        assert answer.status == 400, answer
+        assert set(answer.json()["fields"]) == wrong, answer
     if answer.status != 201:
         assert answer.status in (400, 404, 413), answer
         assert snapshot() == before

@@ -32,7 +32,7 @@ def fresh_relay(redis_url, relay_env, transactional_db, tmp_path):
     """A `manage.py serve` process started for this test only: nothing warmed up."""
     log_path = tmp_path / "fresh-relay.log"
     register_log("fresh relay", log_path)
-    relay = Relay(relay_env, log_path, serve=True)
+    relay = Relay(relay_env, log_path)
     yield relay
     relay.stop()
 

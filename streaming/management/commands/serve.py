@@ -4,7 +4,8 @@ Plain daphne drops every connection at once on SIGTERM. This command runs daphne
 server without its signal handlers and handles SIGTERM/SIGINT itself: it stops
 listening, lets running generations finish for STREAM_DRAIN_SECONDS, ends the rest as
 `interrupted` (their viewers get a retryable error frame and the partial answers are
-recorded), then stops.
+recorded), then stops. Its server (`streaming.server.listener`) leaves request bodies
+to Django, so a body that cannot be parsed gets the API's JSON error.
 """
 
 import asyncio
@@ -41,16 +42,9 @@ class Command(BaseCommand):
     ):
         # Imported here: importing daphne.server installs Twisted's asyncio reactor.
         from daphne.access import AccessLogGenerator
-        from daphne.server import Server
 
         from streaming.relay import hub
-
-        class DrainingServer(Server):
-            ports: list = []
-
-            def listen_success(self, listening_port) -> None:
-                self.ports.append(listening_port)
-                super().listen_success(listening_port)
+        from streaming.server.listener import Listener
 
         async def shut_down() -> None:
             self.stderr.write(f"Draining: streams get {drain:g} s to finish.")
@@ -73,7 +67,7 @@ class Command(BaseCommand):
         stopping: list[asyncio.Future] = []
         proxy = ["X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto"]
         proxy_headers = proxy if options["proxy_headers"] else [None, None, None]
-        server = DrainingServer(
+        server = Listener(
             application=import_string(settings.ASGI_APPLICATION),
             endpoints=[f"tcp:port={port}:interface={host}:backlog={backlog}"],
             signal_handlers=False,
