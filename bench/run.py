@@ -10,7 +10,9 @@ load generator to core 1. Our relay runs as users run it: `manage.py serve` with
 production settings (DEBUG off), an API token, its SQLite database and the in-memory
 channel layer; scenario (g) runs two `manage.py serve` processes on Redis and watches a
 stream started on one from the other; scenario (v) watches 200 running streams a second
-time and measures RSS per extra viewer.
+time and measures RSS per extra viewer; scenario (s) opens 100 viewers of an
+8,000,000-character answer that never read and measures what they cost (a smaller
+answer fits in the kernel's socket buffers, which Linux grows to 4 MB on loopback).
 
 Writes bench/results/<UTC>/: peer/ and relay/ (raw runs and summaries per system),
 results.json (both, plus g), RESULTS.md (the tables) and plot.png.
@@ -345,6 +347,69 @@ def v_extra_viewers(outdir: Path, env: dict[str, str], token: str, args) -> dict
         stop_all(processes)
 
 
+# --------------------------------------------------------------------------- (s)
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def _stalled_viewer(base: str, path: str, token: str) -> socket.socket:
+    """A viewer that sends its request and never reads: its TCP window fills."""
+    host, port = base.removeprefix("http://").split(":")
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.connect((host, int(port)))
+    client.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n".encode()
+    )
+    return client
+
+
+def s_stalled_viewers(outdir: Path, env: dict[str, str], token: str, args) -> dict:
+    """RSS of one process with `--s-viewers` viewers of a `--s-chars` answer that
+    never read, while they stay and after they close."""
+    directory = outdir / "s"
+    directory.mkdir()
+    processes: list = []
+    try:
+        fake_port = start_fake_provider(directory, processes)
+        env = env | {
+            "OPENAI_BASE_URL": f"http://127.0.0.1:{fake_port}/v1",
+            "OPENAI_API_KEY": "sk-fake",
+            "STREAM_VIEWER_STALL_SECONDS": "600",  # stay for the measurement
+        }
+        base = start_relay(directory, env, "relay", processes)
+        wait_http(f"{base}/healthz")
+        pid = processes[-1].pid
+        before = _rss_kb(pid)
+        tokens = args.s_chars // 100
+        prompt = f"long [fake?pattern=chars&token_chars=100&tokens={tokens}&delay_ms=0]"
+        (stream_id,) = start_streams(base, token, prompt, 1)
+        path = f"/streams/{stream_id}/events"
+        viewers = [_stalled_viewer(base, path, token) for _ in range(args.s_viewers)]
+        time.sleep(30)  # the answer is complete; every viewer is stuck
+        stalled = _rss_kb(pid)
+        for viewer in viewers:
+            viewer.close()
+        time.sleep(5)
+        after = _rss_kb(pid)
+        return {
+            "viewers": args.s_viewers,
+            "answer_chars": args.s_chars,
+            "rss_before_kb": before,
+            "rss_stalled_kb": stalled,
+            "rss_after_close_kb": after,
+            "rss_per_stalled_viewer_kb": round((stalled - before) / args.s_viewers, 1),
+        }
+    finally:
+        stop_all(processes)
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -363,6 +428,10 @@ def main() -> None:
     parser.add_argument("--no-g", action="store_true", help="skip the Redis scenario")
     parser.add_argument("--v-streams", type=int, default=200)
     parser.add_argument("--no-v", action="store_true", help="skip the extra viewers")
+    parser.add_argument("--s-viewers", type=int, default=100)
+    parser.add_argument("--s-chars", type=int, default=8_000_000)
+    parser.add_argument("--no-s", action="store_true", help="skip stalled viewers")
+    parser.add_argument("--only-s", action="store_true", help="only stalled viewers")
     parser.add_argument("--systems", default="peer,relay")
     parser.add_argument("--outdir")
     args = parser.parse_args()
@@ -375,6 +444,8 @@ def main() -> None:
 
     env, token = prepare_relay(outdir)
     results: dict = {"command": shlex.join(sys.argv), "systems": {}}
+    if args.only_s:
+        args.systems, args.no_g, args.no_v = "", True, True
     systems = args.systems.split(",")
     if "peer" in systems:
         results["systems"]["peer"] = run_suite("peer", outdir / "peer", args, [])
@@ -390,8 +461,13 @@ def main() -> None:
     if not args.no_v:
         print("== v: memory per extra viewer of a stream")
         results["v_extra_viewers"] = v_extra_viewers(outdir, env, token, args)
+    if not args.no_s:
+        print("== s: viewers that stop reading")
+        results["s_stalled_viewers"] = s_stalled_viewers(outdir, env, token, args)
+        print(json.dumps(results["s_stalled_viewers"]), flush=True)
     (outdir / "results.json").write_text(json.dumps(results, indent=1))
-    subprocess.run([PY, str(HERE / "report.py"), str(outdir)], check=True)
+    if results["systems"]:
+        subprocess.run([PY, str(HERE / "report.py"), str(outdir)], check=True)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 # The most characters in one token frame: a viewer that is far behind (a resume, a
 # slow reader) gets the text in pieces, so what waits in its socket stays small.
-FRAME_CHARS = 8192
+FRAME_CHARS = 4096
 
 # A stream that ended here stays readable this long, for viewers that raced its end
 # (their copy of its row still says `streaming`).
@@ -128,7 +128,7 @@ class Hub:
             if after == known and stream.is_finished:
                 return None
         feed = await self._feed(stream)
-        frames = _frames(stream, feed, after=after or 0, id_prefix=id_prefix)
+        frames = _frames(_meta(stream), feed, after=after or 0, id_prefix=id_prefix)
         return Viewer(feed, frames, user_id=user_id, audience=self.audience, flow=flow)
 
     async def stop(self, stream_id: int) -> None:
@@ -241,13 +241,18 @@ def _incomplete(stream: StreamLog) -> bool:
     return stream.is_finished and stream.status != StreamLog.Status.COMPLETED
 
 
+def _meta(stream: StreamLog) -> dict[str, Any]:
+    """The `meta` frame's fields: what viewers keep of the row, never the row itself
+    (its copy of the answer would stay with every viewer)."""
+    return {"stream_id": stream.pk, "provider": stream.provider, "model": stream.model}
+
+
 async def _frames(
-    stream: StreamLog, feed: Feed, *, after: int, id_prefix: str
+    meta: dict[str, Any], feed: Feed, *, after: int, id_prefix: str
 ) -> AsyncIterator[str]:
     """`retry` and `meta`, the text after offset `after` in one frame, then live text,
     then `usage` + `done` or one `error`; a `: ping` comment whenever nothing arrived
     for SSE_HEARTBEAT_SECONDS."""
-    meta = {"stream_id": stream.pk, "provider": stream.provider, "model": stream.model}
     yield sse.retry(settings.SSE_RETRY_MS) + sse.encode_json("meta", meta)
     offset = after
     while True:

@@ -1,10 +1,13 @@
 """daphne's server, as `manage.py serve` runs it: it remembers its listening ports
-(to stop listening when it drains) and leaves request bodies to Django.
+(to stop listening when it drains), leaves request bodies to Django, and tells each
+HTTP request's viewer when its connection is full (`flow`).
 
 Importing this module installs Twisted's asyncio reactor (daphne.server does).
 """
 
 from daphne.server import Server
+
+from streaming.server import flow
 
 
 class Listener(Server):
@@ -23,3 +26,8 @@ class Listener(Server):
         # (no boundary): leave bodies to Django, whose refusal is our JSON error.
         protocol._parsePOSTFormSubmission = False
         super().protocol_connected(protocol)
+
+    def create_application(self, protocol, scope):
+        if scope.get("type") == "http":
+            flow.attach(protocol, scope)
+        return super().create_application(protocol, scope)
