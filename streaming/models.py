@@ -122,7 +122,15 @@ class StreamLog(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["user", "-created_at"])]
+        indexes = [
+            models.Index(fields=["user", "-created_at"]),
+            # Each start counts the user's streams in flight (accounting.limits).
+            models.Index(
+                fields=["user", "updated_at"],
+                condition=models.Q(status="streaming"),
+                name="streamlog_user_in_flight",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Stream {self.pk} ({self.status})"
