@@ -125,7 +125,15 @@ class StreamLog(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["user", "-created_at"])]
+        indexes = [
+            models.Index(fields=["user", "-created_at"]),
+            # Each start counts the user's streams in flight (accounting.limits).
+            models.Index(
+                fields=["user", "updated_at"],
+                condition=models.Q(status="streaming"),
+                name="streamlog_user_in_flight",
+            ),
+        ]
         # Reading another user's stream is `view_streamlog`; stopping it is this.
         permissions = [("stop_streamlog", "Can stop another user's stream")]
 

@@ -1,25 +1,30 @@
 """Per-user limits: concurrent streams, stream starts per minute, tokens per day.
 
-Counters live in Django's cache (Redis in production), so they hold across workers,
-and every check is one atomic increment, never a read followed by a write: twenty
-simultaneous starts against a limit of three start exactly three.
+The database is the record of which streams run, so the first two limits are counted
+from it (`admit`): a stream holds its slot exactly while its row is in flight and its
+lease is fresh, so whatever ends it (its task, a drain, the reaper) or kills its
+process frees the slot, and a refused start writes nothing, so it costs nothing.
+The daily token budget is a counter in Django's cache (Redis in production), one
+atomic increment per charge.
 """
 
+import math
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
+from django.utils import timezone
 
 from streaming import caching
 from streaming.errors import Refused
-from streaming.models import UsageLimit
+from streaming.models import StreamLog, UsageLimit
 
-# A concurrency slot leaked by a killed worker frees itself after this long.
-_SLOT_TTL = 3600
+_MINUTE = timedelta(seconds=60)
 
 
 class LimitExceeded(Refused):
@@ -40,11 +45,18 @@ class Limits:
 
 
 def limits_for(user_id: int) -> Limits:
-    """The user's limits, from the cache or the database (and then cached)."""
-    limits = cache.get(_limits_key(user_id))
+    """The user's limits, from the cache or the database (and then cached); a cache
+    that is away only costs the database query."""
+    try:
+        limits = cache.get(_limits_key(user_id))
+    except Exception:
+        return _load_limits(user_id)
     if limits is None:
         limits = _load_limits(user_id)
-        cache.set(_limits_key(user_id), limits, caching.CACHE_SECONDS)
+        try:
+            cache.set(_limits_key(user_id), limits, caching.CACHE_SECONDS)
+        except Exception:
+            pass
     return limits
 
 
@@ -64,49 +76,66 @@ def _load_limits(user_id: int) -> Limits:
     )
 
 
-async def acquire(user_id: int) -> Limits:
-    """Take a stream slot for the user and return their limits, or raise
-    `LimitExceeded` (nothing is taken). Only the cache is asked, unless it does not
-    hold the user's limits yet."""
-    limits = await caching.call(_take_slot, user_id, None)
-    if limits is None:
-        known = await sync_to_async(limits_for)(user_id)
-        limits = await caching.call(_take_slot, user_id, known)
+def admit(user_id: int) -> Limits:
+    """Return the user's limits if they may start a stream now, or raise
+    `LimitExceeded`.
+
+    Call it inside the transaction that then writes the stream's row: it locks the
+    user's row until that commits, so simultaneous starts (in any process) are
+    counted one after another and twenty of them against a limit of three start
+    exactly three. (SQLite takes its write lock when the transaction begins.)
+    """
+    limits = limits_for(user_id)
+    _check_budget(user_id, limits)
+    list(get_user_model().objects.select_for_update().filter(pk=user_id).values("pk"))
+    now = timezone.now()
+    _check_concurrency(user_id, limits, now)
+    _check_starts(user_id, limits, now)
     return limits
 
 
-def _take_slot(user_id: int, limits: Limits | None) -> Limits | None:
-    """None when `limits` is not given and the cache does not hold them."""
-    limits = limits or cache.get(_limits_key(user_id))
-    if limits is None:
-        return None
-    now = time.time()
-    if limits.tokens_per_day:
-        used = cache.get(_day_key(user_id, now), 0)
-        if used >= limits.tokens_per_day:
-            raise _budget_exceeded(now)
-    minute = int(now // 60)
-    starts = _increment(f"limit:starts:{user_id}:{minute}", ttl=120)
-    if starts > limits.starts_per_minute:
-        wait = 60 - int(now % 60)
-        message = f"At most {limits.starts_per_minute} streams a minute; try again in {wait} s."
-        raise LimitExceeded("rate_limited", message, wait)
-    slot_key = f"limit:concurrent:{user_id}"
-    taken = _increment(slot_key, ttl=_SLOT_TTL)
-    cache.touch(slot_key, _SLOT_TTL)
-    if taken > limits.concurrent_streams:
-        _increment(slot_key, ttl=_SLOT_TTL, by=-1)
+def _check_concurrency(user_id: int, limits: Limits, now: datetime) -> None:
+    # A row whose process died stops counting once its lease is stale, even before
+    # a reaper ends it.
+    fresh = now - timedelta(seconds=settings.STREAM_LEASE_SECONDS)
+    running = (
+        StreamLog.objects.in_flight()
+        .filter(user_id=user_id, updated_at__gte=fresh)
+        .count()
+    )
+    if running >= limits.concurrent_streams:
         message = (
             f"At most {limits.concurrent_streams} streams at once; "
             "wait for one to finish or stop it."
         )
         raise LimitExceeded("rate_limited", message, 5)
-    return limits
 
 
-async def release(user_id: int) -> None:
-    """Give back the slot `acquire` took."""
-    await caching.call(_increment, f"limit:concurrent:{user_id}", ttl=_SLOT_TTL, by=-1)
+def _check_starts(user_id: int, limits: Limits, now: datetime) -> None:
+    window = StreamLog.objects.filter(user_id=user_id, created_at__gt=now - _MINUTE)
+    started = window.count()
+    if started < limits.starts_per_minute:
+        return
+    # A start works once enough of the window's rows have left it: the one that
+    # brings the count below the limit leaves a minute after it was created.
+    created = window.order_by("created_at").values_list("created_at", flat=True)
+    leaving = created[started - limits.starts_per_minute]
+    wait = max(1, math.ceil((leaving + _MINUTE - now).total_seconds()))
+    limit = limits.starts_per_minute
+    message = f"At most {limit} streams a minute; try again in {wait} s."
+    raise LimitExceeded("rate_limited", message, wait)
+
+
+def _check_budget(user_id: int, limits: Limits) -> None:
+    if not limits.tokens_per_day:
+        return
+    now = time.time()
+    try:
+        used = cache.get(_day_key(user_id, now), 0)
+    except Exception:
+        return  # a cache that is away does not stop starts; the charge counts later
+    if used >= limits.tokens_per_day:
+        raise _budget_exceeded(now)
 
 
 async def charge(user_id: int, tokens: int, *, budget: int) -> None:
@@ -144,7 +173,7 @@ def _day_key(user_id: int, now: float) -> str:
 def _increment(key: str, *, ttl: int, by: int = 1) -> int:
     # The cache's sync incr: atomic in Redis (INCRBY) and in the local-memory cache
     # (under its lock). Django's async aincr() is a get followed by a set, which would
-    # let simultaneous starts all pass.
+    # let simultaneous charges lose each other's tokens.
     try:
         return cache.incr(key, by)
     except ValueError:  # not there yet, or expired: start it (add keeps a racer's)

@@ -1,11 +1,12 @@
 """Starting a stream and the task behind it: provider deltas -> normalised text -> hub.
 
-`start()` is the whole start: it refuses while the process drains, takes one of the
-user's concurrency slots, writes the rows and spawns the task, giving the slot back if
-any step fails. The task belongs to the process that started it, not to any HTTP
-response: viewers come and go through `hub.follow`. It ends when the provider finishes
-or fails, when someone stops it, or when nobody has watched it for
-STREAM_ORPHAN_GRACE_SECONDS; `outcome.finish` then writes the row and frees the slot.
+`start()` is the whole start: it refuses while the process drains, checks the user's
+limits and writes the rows in one transaction (the in-flight row is the concurrency
+slot), and spawns the task, ending the row if that fails. The task belongs to the
+process that started it, not to any HTTP response: viewers come and go through
+`hub.follow`. It ends when the provider finishes or fails, when someone stops it, or
+when nobody has watched it for STREAM_ORPHAN_GRACE_SECONDS; `outcome.finish` then
+writes the row, which frees the slot.
 """
 
 import asyncio
@@ -17,6 +18,7 @@ from typing import Literal
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
 
 from streaming import conversations, providers
 from streaming.accounting import limits, tokens
@@ -60,33 +62,41 @@ async def start(
 
     `conversation` as `conversations.begin` takes it. Raises a `Refused`: `Draining`,
     `limits.LimitExceeded`, `conversations.NoSuchConversation` or
-    `NothingToRegenerate`; nothing is left taken or written then.
+    `NothingToRegenerate`; nothing is written then, and a refused start does not
+    count against the starts per minute.
     """
     hub_ = hub.get()
     if hub_.draining:
         raise hub.Draining()
-    user_limits = await limits.acquire(user.pk)
+    user_limits, turn = await _admit(
+        user,
+        prompt=prompt,
+        provider=provider,
+        model=model,
+        conversation=conversation,
+        regenerate=regenerate,
+        client=client,
+    )
     try:
-        turn = await sync_to_async(conversations.begin)(
-            user,
-            prompt=prompt,
-            provider=provider,
-            model=model,
-            conversation=conversation,
-            regenerate=regenerate,
-            client=client,
-        )
-        progress = Progress(user.pk, user_limits.tokens_per_day)
-        await _spawn(hub_, turn, progress)
+        await _spawn(hub_, turn, Progress(user.pk, user_limits.tokens_per_day))
     except BaseException:
-        await limits.release(user.pk)
+        await outcome.abandon(turn.stream.pk)
         raise
     return turn
 
 
+@sync_to_async
+def _admit(user: AbstractBaseUser, **arguments: object) -> tuple[limits.Limits, Turn]:
+    """Check the user's limits and write the stream's rows in one transaction, so
+    that simultaneous starts are counted one after another."""
+    with transaction.atomic():
+        user_limits = limits.admit(user.pk)
+        return user_limits, conversations.begin(user, **arguments)
+
+
 async def _spawn(hub_: hub.Hub, turn: Turn, progress: Progress) -> None:
     """Open the stream on the hub and run it in a task of its own; from here the
-    task owns the slot and gives it back when it ends."""
+    task owns the row and writes its outcome when it ends."""
     reasons: list[str] = []
 
     def cancel(reason: str) -> None:
@@ -104,9 +114,7 @@ async def _run(
     progress.prompt_tokens = sum(tokens.estimate(m["content"]) for m in turn.messages)
     ending = Ending(StreamLog.Status.COMPLETED)
     try:
-        # charge() counts before it raises, so record the charge first.
-        progress.charged = progress.prompt_tokens
-        await limits.charge(stream.user_id, progress.charged, budget=progress.budget)
+        await _charge_prompt(stream, progress)
         await _generate(stream, broadcast, turn.messages, progress)
     except ProviderError as error:
         ending = Ending(StreamLog.Status.ERROR, error=error.error)
@@ -202,6 +210,22 @@ async def _relay(
                 if saving is None or saving.done():
                     answer = str(broadcast.text)
                     saving = background.spawn(outcome.checkpoint(stream.pk, answer))
+
+
+async def _charge_prompt(stream: StreamLog, progress: Progress) -> None:
+    """Count the prompt against the user's daily budget (raises when spent). A cache
+    that is briefly away does not stop the answer: the final count catches up."""
+    try:
+        await limits.charge(
+            stream.user_id, progress.prompt_tokens, budget=progress.budget
+        )
+    except limits.LimitExceeded:
+        progress.charged = progress.prompt_tokens  # charge() counted them
+        raise
+    except Exception:
+        logger.warning("stream %s: could not count tokens; will retry", stream.pk)
+    else:
+        progress.charged = progress.prompt_tokens
 
 
 async def _charge_output(

@@ -1,5 +1,6 @@
 """What a stream comes to: its row's writes (checkpoints and the final one), its usage,
-and its user's budget and concurrency slot once it ends."""
+and its user's budget once it ends. The finished row is what frees the stream's
+concurrency slot (`accounting.limits` counts rows in flight)."""
 
 import asyncio
 import logging
@@ -49,8 +50,8 @@ async def checkpoint(stream_id: int, text: str) -> None:
 async def finish(
     stream: StreamLog, broadcast: Broadcast, progress: Progress, ending: Ending
 ) -> None:
-    """End the stream: viewers and the frame log first (`hub.close`), then its row,
-    then the user's budget gets the final count and the stream's slot back."""
+    """End the stream: viewers and the frame log first (`hub.close`), then its row
+    (which frees the stream's slot), then the user's budget gets the final count."""
     usage, estimated = _usage(progress, broadcast.length)
     if ending.status == StreamLog.Status.COMPLETED:
         ending = Ending(ending.status, usage=_usage_dict(usage))
@@ -124,7 +125,7 @@ def _usage_dict(usage: Usage) -> dict[str, int | None]:
 
 
 async def _settle(progress: Progress, usage: Usage, *, stream_id: int) -> None:
-    """Replace the running estimate with the final count, and free the stream's slot."""
+    """Replace the running estimate with the final count."""
     try:
         spent = (usage.input_tokens or 0) + (usage.output_tokens or 0)
         await limits.charge(
@@ -134,10 +135,26 @@ async def _settle(progress: Progress, usage: Usage, *, stream_id: int) -> None:
         pass  # the answer is over; the next start will be refused
     except Exception:
         logger.exception("stream %s: could not update the token budget", stream_id)
+
+
+async def abandon(stream_id: int) -> None:
+    """End the row of a stream whose task never started (an internal error), so it
+    stops counting against its user's concurrent streams at once."""
     try:
-        await limits.release(progress.user_id)
+        await _save(
+            stream_id,
+            in_flight=True,
+            status=StreamLog.Status.ERROR,
+            error_code="internal",
+            error_message="Something went wrong on our side.",
+            input_tokens=0,
+            output_tokens=0,
+            finished_at=timezone.now(),
+        )
     except Exception:
-        logger.exception("stream %s: could not free its concurrency slot", stream_id)
+        # Its lease runs out in STREAM_LEASE_SECONDS: it stops counting then, and a
+        # reaper ends it.
+        logger.exception("stream %s: could not end its row", stream_id)
 
 
 async def _save_final(stream_id: int, fields: dict[str, Any]) -> None:

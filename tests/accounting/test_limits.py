@@ -1,8 +1,9 @@
 """Per-user limits, retries before the first token, and usage accounting, through a
 real daphne and the real SDKs against the fake provider.
 
-Limit counters live in the relay's cache and are keyed by user id, so each test
-starts a relay with its own settings (a fresh process) rather than share counters.
+A relay caches each user's limits and counts their tokens of the day in its cache,
+keyed by user id (which SQLite hands out again), so each test starts a relay with its
+own settings (a fresh process) rather than share them.
 """
 
 import asyncio

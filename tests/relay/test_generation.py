@@ -1,10 +1,10 @@
 """`generation.start` in this process with the demo provider: no relay process, no
 Redis needed (with REDIS_URL set the same code runs on it)."""
 
-import asyncio
-
 import pytest
 from asgiref.sync import sync_to_async
+from django.core.cache.backends.locmem import LocMemCache
+from django.core.cache.backends.redis import RedisCache
 
 from streaming import conversations
 from streaming.accounting import limits
@@ -76,10 +76,42 @@ async def test_a_failed_start_gives_its_slot_back(alice, bob, settings):
     with pytest.raises(limits.LimitExceeded) as refused:
         await _start(alice)
     assert refused.value.status == 429 and refused.value.retry_after
-    await finished_log(first.stream.pk)
-    await asyncio.sleep(0.1)  # the slot is given back just after the row is written
+    await finished_log(first.stream.pk)  # its finished row is its slot given back
     await finished_log((await _start(alice)).stream.pk)
     assert await StreamLog.objects.filter(user=alice).acount() == 2
+
+
+async def test_a_stream_whose_task_cannot_start_ends_and_frees_its_slot(
+    alice, settings, monkeypatch
+):
+    settings.LIMIT_CONCURRENT_STREAMS = 1
+
+    async def broken(*arguments: object) -> None:
+        raise RuntimeError("no task")
+
+    monkeypatch.setattr(generation, "_spawn", broken)
+    with pytest.raises(RuntimeError):
+        await _start(alice)
+    monkeypatch.undo()
+
+    log = await StreamLog.objects.aget(user=alice)
+    assert (log.status, log.error_code) == ("error", "internal")
+    assert log.finished_at is not None
+    await finished_log((await _start(alice)).stream.pk)  # the slot is free
+
+
+async def test_a_cache_that_is_away_does_not_fail_a_start(alice, monkeypatch):
+    def away(*arguments: object, **options: object) -> int:
+        raise ConnectionError("the cache is away")
+
+    # Where the day's tokens are counted (Redis in production, here local memory).
+    monkeypatch.setattr(LocMemCache, "incr", away)
+    monkeypatch.setattr(RedisCache, "incr", away)
+    turn = await _start(alice)
+
+    log = await finished_log(turn.stream.pk)
+    assert (log.status, log.error_code) == (StreamLog.Status.COMPLETED, "")
+    assert "offline demo provider" in log.response
 
 
 async def test_a_draining_process_starts_nothing(alice):
