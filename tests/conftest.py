@@ -27,6 +27,7 @@ from tests.helpers import (
     BASE_DIR,
     LOGS,
     FakeProvider,
+    RedisServer,
     Relay,
     database_url,
     environ_without,
@@ -304,6 +305,14 @@ def static_root(tmp_path_factory) -> Path:
         check=True,
     )
     return root
+
+
+@pytest.fixture
+def private_redis(tmp_path, redis_url) -> RedisServer:
+    """A redis-server of this test's own, which it may kill and restart."""
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

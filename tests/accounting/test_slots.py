@@ -19,7 +19,7 @@ import pytest
 from django.utils import timezone
 
 from streaming.models import StreamLog
-from tests.helpers import BASE_DIR, RedisServer, fake, finished_log, free_port
+from tests.helpers import BASE_DIR, fake, finished_log, free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -154,13 +154,6 @@ async def test_a_drained_stream_frees_its_slot(serve, own_relay, alice, alice_to
         again = await post_stream(client, "after the drain " + SLOW)
         assert again.status_code == 201
         await stop_all(client, [again])
-
-
-@pytest.fixture
-def private_redis(tmp_path, redis_url):
-    server = RedisServer(tmp_path)
-    yield server
-    server.stop()
 
 
 @pytest.mark.redis

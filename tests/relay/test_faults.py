@@ -15,7 +15,6 @@ from streaming.models import StreamLog
 from streaming.relay import framelog, leases
 from streaming.relay.feed import Ending
 from tests.helpers import (
-    RedisServer,
     TcpProxy,
     expected_answer,
     fake,
@@ -281,13 +280,6 @@ async def _logged(relay, text: str, timeout: float = 30) -> None:
 
 
 # --------------------------------------------------------------------------- Redis
-
-
-@pytest.fixture
-def private_redis(tmp_path, redis_url):
-    server = RedisServer(tmp_path)
-    yield server
-    server.stop()
 
 
 @pytest.mark.redis

@@ -4,7 +4,6 @@ client address the relay records is the one nginx saw."""
 
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -103,36 +102,14 @@ def nginx(relay, tmp_path):
 
 
 @pytest.fixture
-def served(relay_env, transactional_db, tmp_path):
-    """`manage.py serve --proxy-headers`, as docs/deploy.md runs it; yields its url."""
-    port = free_port()
-    log_path = tmp_path / "serve.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--port", str(port)]
-            + ["--proxy-headers"],
-            cwd=BASE_DIR,
-            env=relay_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"{url}/healthz", timeout=2)
-            break
-        except httpx.TransportError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(log_path.read_text()) from None
-            time.sleep(0.05)
-    yield port, url
-    _stop(process)
+def served(start_relay):
+    """`manage.py serve --proxy-headers`, as docs/deploy.md runs it."""
+    return start_relay("--proxy-headers")
 
 
 @pytest.fixture
 def nginx_before_serve(served, tmp_path):
-    server = Nginx(tmp_path, served[0])
+    server = Nginx(tmp_path, served.port)
     yield server
     server.stop()
 
@@ -193,7 +170,7 @@ async def test_a_client_cannot_choose_its_address_through_nginx(
     """Regression: nginx appended the real address to the client's X-Forwarded-For,
     and `serve --proxy-headers` reads the first, so the client chose it (and with it
     the login throttle's address and every log's client_addr)."""
-    _, serve_url = served
+    serve_url = served.url
 
     direct = await _client_addr(serve_url, alice_token, "6.6.6.6")
     proxied = await _client_addr(nginx_before_serve.url, alice_token, "6.6.6.6")
