@@ -114,7 +114,7 @@ async def _run(
     progress.prompt_tokens = sum(tokens.estimate(m["content"]) for m in turn.messages)
     ending = Ending(StreamLog.Status.COMPLETED)
     try:
-        await _charge_prompt(stream, progress)
+        await _charge_output(stream, broadcast, progress)  # the prompt, so far
         await _generate(stream, broadcast, turn.messages, progress)
     except ProviderError as error:
         ending = Ending(StreamLog.Status.ERROR, error=error.error)
@@ -212,26 +212,11 @@ async def _relay(
                     saving = background.spawn(outcome.checkpoint(stream.pk, answer))
 
 
-async def _charge_prompt(stream: StreamLog, progress: Progress) -> None:
-    """Count the prompt against the user's daily budget (raises when spent). A cache
-    that is briefly away does not stop the answer: the final count catches up."""
-    try:
-        await limits.charge(
-            stream.user_id, progress.prompt_tokens, budget=progress.budget
-        )
-    except limits.LimitExceeded:
-        progress.charged = progress.prompt_tokens  # charge() counted them
-        raise
-    except Exception:
-        logger.warning("stream %s: could not count tokens; will retry", stream.pk)
-    else:
-        progress.charged = progress.prompt_tokens
-
-
 async def _charge_output(
     stream: StreamLog, broadcast: Broadcast, progress: Progress
 ) -> None:
-    """Count the answer so far against the user's daily budget (raises when spent).
+    """Count the prompt and the answer so far against the user's daily budget
+    (raises when spent).
 
     A cache that is briefly away does not stop the answer: the tokens are counted at
     the next check, or at the end."""
