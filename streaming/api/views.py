@@ -12,7 +12,7 @@ from streaming.api import forms
 from streaming.api.decorators import endpoint
 from streaming.errors import Refused
 from streaming.models import StreamLog
-from streaming.relay import generation, hub, viewer
+from streaming.relay import dialects, generation, hub, viewer
 
 
 class NoSuchStream(Refused):
@@ -87,7 +87,7 @@ async def _follow(
         stream,
         user_id=request.user.pk,
         after=after,
-        id_prefix=id_prefix,
+        dialect=dialects.Relay(id_prefix),
         flow=viewer.flow_of(getattr(request, "scope", {})),  # WSGI: none
     )
     if frames is None:

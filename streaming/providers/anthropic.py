@@ -8,10 +8,12 @@ from django.conf import settings
 
 from streaming.providers import wire
 from streaming.providers.base import (
+    DEFAULT_OPTIONS,
     TRANSPORT_ERRORS,
     BadUpstream,
     Incomplete,
     Message,
+    Options,
     PerLoop,
     ProviderError,
     TextDelta,
@@ -57,7 +59,7 @@ class AnthropicProvider:
         )
 
     async def stream(
-        self, messages: list[Message], *, model: str
+        self, messages: list[Message], *, model: str, options: Options = DEFAULT_OPTIONS
     ) -> AsyncIterator[TextDelta | Usage]:
         client: anthropic.AsyncAnthropic = self._clients.get()
         try:

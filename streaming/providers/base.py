@@ -1,7 +1,7 @@
 """The provider contract: what a provider yields, the errors it raises, and the retry
 policy and error mapping every provider shares.
 
-A provider's `stream(messages, *, model)` is an async iterator of
+A provider's `stream(messages, *, model, options)` is an async iterator of
 `TextDelta` and at most one `Usage`, ending normally only when the provider sent its
 terminator. Failures are raised as one of the `ProviderError` subclasses below, whose
 `message` is written for the user: no SDK text, URL or key ever reaches it.
@@ -27,6 +27,21 @@ from streaming.errors import RETRYABLE, StreamError
 class Message(TypedDict):
     role: str  # "user" or "assistant"
     content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What one request asks of the model besides its messages; None (or empty) leaves
+    the provider's default."""
+
+    system: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+
+
+DEFAULT_OPTIONS = Options()
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +119,7 @@ class Provider(Protocol):
     default_model: str
 
     def stream(
-        self, messages: list[Message], *, model: str
+        self, messages: list[Message], *, model: str, options: Options = DEFAULT_OPTIONS
     ) -> AsyncIterator[TextDelta | Usage]: ...
 
 

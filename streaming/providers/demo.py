@@ -6,7 +6,14 @@ from collections.abc import AsyncIterator
 
 from django.conf import settings
 
-from streaming.providers.base import Message, TextDelta, Usage, output_limit
+from streaming.providers.base import (
+    DEFAULT_OPTIONS,
+    Message,
+    Options,
+    TextDelta,
+    Usage,
+    output_limit,
+)
 
 _ANSWER = """\
 This answer comes from the **offline demo provider**: no model was called and no \
@@ -42,7 +49,7 @@ class DemoProvider:
     default_model = "demo"
 
     async def stream(
-        self, messages: list[Message], *, model: str
+        self, messages: list[Message], *, model: str, options: Options = DEFAULT_OPTIONS
     ) -> AsyncIterator[TextDelta | Usage]:
         prompt = messages[-1]["content"]
         quote = " ".join(prompt.split())[:200] or "(nothing)"

@@ -26,7 +26,9 @@ from streaming.conversations import Client, Turn
 from streaming.errors import StreamError
 from streaming.models import StreamLog
 from streaming.providers.base import (
+    DEFAULT_OPTIONS,
     Message,
+    Options,
     Provider,
     ProviderError,
     Usage,
@@ -57,10 +59,11 @@ async def start(
     conversation: int | Literal["new"] | None,
     regenerate: bool = False,
     client: Client = Client(),
+    options: Options = DEFAULT_OPTIONS,
 ) -> Turn:
     """Start generating one answer in this process; viewers may follow at once.
 
-    `conversation` as `conversations.begin` takes it. Raises a `Refused`: `Draining`,
+    `conversation` as `conversations.begin` takes it; `options` go to the provider. Raises a `Refused`: `Draining`,
     `limits.LimitExceeded`, `conversations.NoSuchConversation` or
     `NothingToRegenerate`; nothing is written then, and a refused start does not
     count against the starts per minute.
@@ -78,7 +81,8 @@ async def start(
         client=client,
     )
     try:
-        await _spawn(hub_, turn, Progress(user.pk, user_limits.tokens_per_day))
+        progress = Progress(user.pk, user_limits.tokens_per_day)
+        await _spawn(hub_, turn, progress, options)
     except BaseException:
         await outcome.abandon(turn.stream.pk)
         raise
@@ -94,7 +98,9 @@ def _admit(user: AbstractBaseUser, **arguments: object) -> tuple[limits.Limits, 
         return user_limits, conversations.begin(user, **arguments)
 
 
-async def _spawn(hub_: hub.Hub, turn: Turn, progress: Progress) -> None:
+async def _spawn(
+    hub_: hub.Hub, turn: Turn, progress: Progress, options: Options
+) -> None:
     """Open the stream on the hub and run it in a task of its own; from here the
     task owns the row and writes its outcome when it ends."""
     reasons: list[str] = []
@@ -104,18 +110,22 @@ async def _spawn(hub_: hub.Hub, turn: Turn, progress: Progress) -> None:
         task.cancel()
 
     broadcast = await hub_.open(turn.stream.pk, cancel)
-    task = background.spawn(_run(turn, broadcast, progress, reasons))
+    task = background.spawn(_run(turn, broadcast, progress, reasons, options))
 
 
 async def _run(
-    turn: Turn, broadcast: Broadcast, progress: Progress, reasons: list[str]
+    turn: Turn,
+    broadcast: Broadcast,
+    progress: Progress,
+    reasons: list[str],
+    options: Options,
 ) -> None:
     stream = turn.stream
     progress.prompt_tokens = sum(tokens.estimate(m["content"]) for m in turn.messages)
     ending = Ending(StreamLog.Status.COMPLETED)
     try:
         await _charge_output(stream, broadcast, progress)  # the prompt, so far
-        await _generate(stream, broadcast, turn.messages, progress)
+        await _generate(stream, broadcast, turn.messages, progress, options)
     except ProviderError as error:
         ending = Ending(StreamLog.Status.ERROR, error=error.error)
     except limits.LimitExceeded as exceeded:
@@ -148,6 +158,7 @@ async def _generate(
     broadcast: Broadcast,
     messages: list[Message],
     progress: Progress,
+    options: Options,
 ) -> None:
     """Relay the provider's answer into the broadcast, retrying only before the first
     token (after it, a retry would repeat text)."""
@@ -155,7 +166,7 @@ async def _generate(
     while True:
         progress.attempts += 1
         try:
-            await _relay(stream, broadcast, provider, messages, progress)
+            await _relay(stream, broadcast, provider, messages, progress, options)
             return
         except ProviderError as error:
             if progress.ttft_ms is not None:
@@ -180,13 +191,14 @@ async def _relay(
     provider: Provider,
     messages: list[Message],
     progress: Progress,
+    options: Options,
 ) -> None:
     now = time.monotonic()
     next_checkpoint = now + settings.STREAM_CHECKPOINT_SECONDS
     next_budget_check = now + _BUDGET_CHECK_SECONDS
     saving: asyncio.Task[None] | None = None  # the checkpoint being written
     normalise = Normaliser()
-    deltas = provider.stream(messages, model=stream.model)
+    deltas = provider.stream(messages, model=stream.model, options=options)
     # Closing it closes the upstream connection even when a cancel lands while this
     # task awaits something else (a budget check), with the stream paused at a yield.
     async with aclosing(deltas):

@@ -18,10 +18,10 @@ from typing import Any
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
-from streaming import sse
 from streaming.errors import Refused
 from streaming.models import StreamLog
-from streaming.relay import background, framelog
+from streaming.relay import background, dialects, framelog
+from streaming.relay.dialects import Dialect
 from streaming.relay.fanout import WATCH_INTERVAL, Fanout, owner_group
 from streaming.relay.feed import Broadcast, Ending, Feed, ending_of
 from streaming.relay.viewer import Audience, Flow, Viewer
@@ -110,11 +110,11 @@ class Hub:
         *,
         user_id: int,
         after: int | None = None,
-        id_prefix: str = "",
+        dialect: Dialect | None = None,
         flow: Flow | None = None,
     ) -> Viewer | None:
-        """User `user_id`'s `viewer.Viewer` of `stream` (`_frames`), fed as fast as
-        `flow` allows; raises `TooManyViewers` past the user's cap. `after`: the
+        """User `user_id`'s `viewer.Viewer` of `stream` (`_frames`, written in
+        `dialect`, by default the relay's own SSE), fed as fast as `flow` allows; raises `TooManyViewers` past the user's cap. `after`: the
         offset a reconnecting client has. Raises `BadOffset` past the end of a
         completed answer (past an incomplete one, which a crash may leave shorter
         than what was seen, the viewer gets its ending); None when the client has
@@ -128,7 +128,8 @@ class Hub:
             if after == known and stream.is_finished:
                 return None
         feed = await self._feed(stream)
-        frames = _frames(_meta(stream), feed, after=after or 0, id_prefix=id_prefix)
+        dialect = dialect or dialects.Relay()
+        frames = _frames(_meta(stream), feed, after=after or 0, dialect=dialect)
         return Viewer(feed, frames, user_id=user_id, audience=self.audience, flow=flow)
 
     async def stop(self, stream_id: int) -> None:
@@ -248,29 +249,22 @@ def _meta(stream: StreamLog) -> dict[str, Any]:
 
 
 async def _frames(
-    meta: dict[str, Any], feed: Feed, *, after: int, id_prefix: str
+    meta: dict[str, Any], feed: Feed, *, after: int, dialect: Dialect
 ) -> AsyncIterator[str]:
-    """`retry` and `meta`, the text after offset `after` in one frame, then live text,
-    then `usage` + `done` or one `error`; a `: ping` comment whenever nothing arrived
-    for SSE_HEARTBEAT_SECONDS."""
-    yield sse.retry(settings.SSE_RETRY_MS) + sse.encode_json("meta", meta)
+    """The opening, the text after offset `after` in pieces of at most FRAME_CHARS,
+    then live text, then the closing; a heartbeat whenever nothing arrived for
+    SSE_HEARTBEAT_SECONDS."""
+    yield dialect.opening(meta)
     offset = after
     while True:
         if text := feed.since(offset, FRAME_CHARS):
             offset += len(text)
-            yield sse.encode("token", text, id=f"{id_prefix}{offset}")
+            yield dialect.text(text, offset)
         elif feed.ending is not None:
-            yield _closing(feed.ending)
+            yield dialect.closing(feed.ending)
             return
         elif not await feed.wait(settings.SSE_HEARTBEAT_SECONDS):
-            yield sse.comment("ping")
-
-
-def _closing(ending: Ending) -> str:
-    if ending.error is not None:
-        return sse.encode_json("error", ending.error.as_dict())
-    usage = sse.encode_json("usage", ending.usage) if ending.usage else ""
-    return usage + sse.encode("done", "[DONE]")
+            yield dialect.heartbeat()
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = (
