@@ -52,8 +52,8 @@ def read(request: HttpRequest) -> ChatRequest:
     if message_id is not None and not regenerate:
         _refuse(
             "messageId",
-            "Editing an earlier message is not supported: send a new message, or "
-            "regenerate the last answer.",
+            "The field 'messageId' edits an earlier message, which is not "
+            "supported: send a new message, or regenerate the last answer.",
         )
     system = _field(body, "system", str, "a string")
     if system is not None and len(system) > settings.MAX_PROMPT_CHARS:
@@ -112,16 +112,20 @@ def _prompt(messages: object) -> str:
         _refuse("messages", "The last of 'messages' must be a message of the user.")
     parts = last.get("parts")
     if not isinstance(parts, list):
-        _refuse("messages", "The last message's 'parts' must be a list.")
+        _refuse("messages", "The last of 'messages' needs 'parts', a list.")
     texts = []
     for part in parts:
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text" and isinstance(part.get("text"), str):
             texts.append(part["text"])
         elif kind == "file":
-            _refuse("messages", "Files are not supported: send text parts only.")
-        elif kind is None or kind == "text":
-            _refuse("messages", "Each part must be {'type': 'text', 'text': '…'}.")
+            _refuse("messages", "Files in 'messages' are not supported: send text.")
+        elif kind == "text":
+            _refuse("messages", "A text part in 'messages' needs its 'text' string.")
+        elif not isinstance(kind, str):
+            _refuse(
+                "messages", "Each part in 'messages' must be an object with a 'type'."
+            )
     return "".join(texts)
 
 
@@ -136,9 +140,13 @@ def _start_arguments(**data: str | None) -> dict[str, Any]:
     except Invalid as invalid:
         # The prompt is the last message's text.
         fields = invalid.details.get("fields", {})
-        if "prompt" in fields:
-            fields["messages"] = fields.pop("prompt")
-        raise
+        if "prompt" not in fields:
+            raise
+        fields["messages"] = fields.pop("prompt")
+        error = type(invalid)(
+            f"The last of 'messages': {invalid.message}", fields=fields
+        )
+        raise error from None
 
 
 def _refuse(name: str, message: str) -> NoReturn:
