@@ -68,6 +68,7 @@ export async function startRelay(extraEnv = {}) {
       DEMO_PROVIDER: "true",
       DEMO_TOKEN_DELAY_MS: "20",
       PROVIDER_MAX_RETRIES: "0",
+      STREAM_CHECKPOINT_SECONDS: "0.2", // the row keeps up with the answer
       ...extraEnv,
     };
     run(["manage.py", "migrate", "--noinput", "-v", "0"], env);
