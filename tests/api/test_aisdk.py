@@ -10,7 +10,9 @@ import httpx
 import pytest
 from django.test import Client
 
+from streaming.api import chat_request
 from streaming.models import Conversation, Message, StreamLog, UsageLimit
+from streaming.providers.base import Options
 from tests.helpers import (
     expected_answer,
     fake,
@@ -642,3 +644,27 @@ def test_regenerating_an_unknown_chat_is_404(client, alice_token):
 
     _assert_error(response, 404, "not_found")
     _nothing_written()
+
+
+def test_the_last_user_message_and_the_body_extras_are_what_starts(rf):
+    parts = [_text("Hi"), {"type": "data-note", "data": {}}, _text(" there")]
+    body = {
+        **_GOOD,
+        "messages": [user("Earlier"), assistant("Said"), {**_LAST, "parts": parts}],
+        "trigger": "regenerate-message",
+        "messageId": "msg-4",
+        "provider": "demo",
+        "model": "demo",
+        "system": "Be brief.",
+    }
+    request = rf.post("/api/chat", body, content_type="application/json")
+
+    assert chat_request.read(request) == chat_request.ChatRequest(
+        chat_id="c1",
+        regenerate=True,
+        message_id="msg-4",
+        prompt="Hi there",
+        provider="demo",
+        model="demo",
+        options=Options(system="Be brief."),
+    )
