@@ -31,9 +31,10 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
-# The JavaScript clients' tests (Node's test runner); skipped without Node, except
-# under CI=true.
-test-js:
+# The JavaScript clients' tests (Node's test runner), the AI SDK's among them against
+# a daphne of the project (hence the venv); skipped without Node, except under CI=true
+# (where the AI SDK tests also fail without the venv instead of skipping).
+test-js: install
 	@if command -v npm >/dev/null; then npm ci --no-audit --no-fund --silent && npm test; \
 	elif [ "$$CI" = true ]; then echo "CI needs Node and npm for the JS tests" >&2; exit 1; \
 	else echo "Node not found: skipping the JavaScript tests"; fi

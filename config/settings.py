@@ -58,7 +58,7 @@ MIDDLEWARE = [
 
 # The API's URLs: every error there is our JSON error, also where no view answers
 # (streaming/server/handlers.py).
-API_URLS_REGEX = r"^/(chat/stream|streams/).*$"
+API_URLS_REGEX = r"^/(chat/stream|streams/|api/).*$"
 
 # CORS is off unless origins are listed; then only the API answers them (programs on
 # another origin use a token: EventSource across origins cannot send one).

@@ -5,7 +5,7 @@ from typing import Literal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from streaming.errors import Refused
@@ -23,6 +23,14 @@ class NoSuchConversation(Refused):
 
 class NothingToRegenerate(Refused):
     message = "There is no prompt to answer again."
+
+
+@dataclass(frozen=True)
+class ChatId:
+    """The id of an AI SDK chat: it names one of its owner's conversations (each
+    user's ids are their own), and a new id starts one."""
+
+    value: str
 
 
 @dataclass(frozen=True)
@@ -47,13 +55,14 @@ def begin(
     prompt: str,
     provider: str,
     model: str,
-    conversation: int | Literal["new"] | None,
+    conversation: int | Literal["new"] | ChatId | None,
     regenerate: bool = False,
     client: Client = Client(),
 ) -> Turn:
     """Create the stream's row (and the conversation's messages) for one answer.
 
-    `conversation`: the id of one of the user's conversations, `NEW` to start one, or
+    `conversation`: the id of one of the user's conversations, `NEW` to start one, a
+    `ChatId` (the user's conversation of that chat, started by its first prompt), or
     None for a single prompt outside any conversation. With `regenerate`, the
     conversation's last answer is replaced by a new one to its last prompt. Raises
     `NoSuchConversation` for another user's conversation and `NothingToRegenerate`
@@ -68,6 +77,8 @@ def begin(
         )
         if conversation is None:
             raise NoSuchConversation()
+    elif isinstance(conversation_id, ChatId):
+        conversation = _chat(user, conversation_id.value, prompt, create=not regenerate)
     elif conversation_id == NEW:
         conversation = Conversation.objects.create(
             owner=user, title=Conversation.title_for(prompt)
@@ -97,6 +108,27 @@ def begin(
     conversation.updated_at = timezone.now()
     conversation.save(update_fields=["updated_at"])
     return Turn(stream, conversation, messages)
+
+
+def _chat(
+    user: AbstractBaseUser, chat_id: str, prompt: str, *, create: bool
+) -> Conversation:
+    """The user's conversation of chat `chat_id`, locked; with `create`, a new one
+    if there is none yet (else `NoSuchConversation`)."""
+    chats = Conversation.objects.select_for_update().filter(owner=user, chat_id=chat_id)
+    if (conversation := chats.first()) is not None:
+        return conversation
+    if not create:
+        raise NoSuchConversation()
+    try:
+        with transaction.atomic():
+            return Conversation.objects.create(
+                owner=user, chat_id=chat_id, title=Conversation.title_for(prompt)
+            )
+    except IntegrityError:
+        # Another first prompt of the same new chat won the race (limits.admit's
+        # lock on the user row normally orders them): join its conversation.
+        return chats.get()
 
 
 def _forget_last_answer(conversation: Conversation | None) -> str:

@@ -16,11 +16,20 @@ class Conversation(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
     title = models.CharField(max_length=200)
+    # The id an AI SDK chat (`useChat({id})`) knows it by; ids are the owner's own.
+    chat_id = models.CharField(max_length=128, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
         ordering = ["-updated_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "chat_id"],
+                condition=~models.Q(chat_id=""),
+                name="conversation_chat_id_per_owner",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.title

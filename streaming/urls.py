@@ -1,6 +1,8 @@
 from django.urls import path, register_converter
 
+from streaming.api import aisdk
 from streaming.api import views as api
+from streaming.api.chat_request import CHAT_ID
 from streaming.pages import views as pages
 
 
@@ -17,7 +19,20 @@ class IdConverter:
         return str(value)
 
 
+class ChatIdConverter:
+    """An AI SDK chat id, as `useChat` puts it in the resume URL."""
+
+    regex = CHAT_ID
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
 register_converter(IdConverter, "id")
+register_converter(ChatIdConverter, "chat_id")
 
 app_name = "streaming"
 
@@ -38,4 +53,8 @@ urlpatterns = [
     path("streams/", api.start_stream, name="stream-start"),
     path("streams/<id:stream_id>/events", api.stream_events, name="stream-events"),
     path("streams/<id:stream_id>/stop", api.stop_stream, name="stream-stop"),
+    # The AI SDK's useChat (streaming/api/aisdk.py).
+    path("api/chat", aisdk.chat, name="aisdk-chat"),
+    path("api/chat/<chat_id:chat_id>/stream", aisdk.chat_stream, name="aisdk-resume"),
+    path("api/chat/<chat_id:chat_id>/stop", aisdk.chat_stop, name="aisdk-stop"),
 ]

@@ -56,7 +56,7 @@ async def start(
     prompt: str,
     provider: str,
     model: str,
-    conversation: int | Literal["new"] | None,
+    conversation: int | Literal["new"] | conversations.ChatId | None,
     regenerate: bool = False,
     client: Client = Client(),
     options: Options = DEFAULT_OPTIONS,
