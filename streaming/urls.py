@@ -1,5 +1,6 @@
 from django.urls import path, register_converter
 
+from streaming.api import openai_compat
 from streaming.api import views as api
 from streaming.pages import views as pages
 
@@ -38,4 +39,12 @@ urlpatterns = [
     path("streams/", api.start_stream, name="stream-start"),
     path("streams/<id:stream_id>/events", api.stream_events, name="stream-events"),
     path("streams/<id:stream_id>/stop", api.stop_stream, name="stream-stop"),
+    # The OpenAI-compatible API (streaming/api/openai_compat.py).
+    path(
+        "v1/chat/completions",
+        openai_compat.chat_completions,
+        name="openai-chat-completions",
+    ),
+    path("v1/models", openai_compat.models, name="openai-models"),
+    path("v1/models/<path:model_id>", openai_compat.model, name="openai-model"),
 ]
