@@ -81,16 +81,26 @@ class AnthropicProvider:
 
 def _parameters(options: Options) -> dict[str, Any]:
     """The options the request sets; the system prompt is a top-level `system`,
-    never a message."""
+    never a message.
+
+    The SDK (since 1.0) no longer takes temperature and top_p as arguments; the API
+    still does on the models that allow sampling (its migration guide: send them in
+    `extra_body`). Models that do not answer 400, which the client gets."""
     parameters: dict[str, Any] = {}
     if options.system:
         parameters["system"] = options.system
-    if options.temperature is not None:
-        parameters["temperature"] = options.temperature
-    if options.top_p is not None:
-        parameters["top_p"] = options.top_p
     if options.stop:
         parameters["stop_sequences"] = list(options.stop)
+    sampling = {
+        name: value
+        for name, value in (
+            ("temperature", options.temperature),
+            ("top_p", options.top_p),
+        )
+        if value is not None
+    }
+    if sampling:
+        parameters["extra_body"] = sampling
     return parameters
 
 
