@@ -39,10 +39,12 @@ async def test_a_stop_sequence_inside_a_token_cuts_it_short():
     assert (text, usage.output_tokens) == ("This an", 2)
 
 
-async def test_max_tokens_come_before_a_later_stop_sequence(settings):
-    settings.MAX_OUTPUT_TOKENS = 2
-    text, _ = await _answer(Options(max_tokens=5, stop=("provider",)))
+async def test_the_smaller_limit_wins_before_a_later_stop_sequence(settings):
+    settings.MAX_OUTPUT_TOKENS = 3
+    text, _ = await _answer(Options(max_tokens=2, stop=("provider",)))
     assert text == "This answer"
+    text, _ = await _answer(Options(max_tokens=5))
+    assert text == "This answer comes"
 
 
 async def test_temperature_and_top_p_change_nothing():
