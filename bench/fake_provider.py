@@ -10,7 +10,9 @@ Serves, on 127.0.0.1 only:
                               message_stop; stream=false: one JSON body)
   GET  /stats                 JSON counters (requests, statuses, streams completed / client
                               disconnected / errored / aborted, tokens, bytes, CPU, RSS) and the
-                              most recent streams (?recent=N, default 20, max 1000)
+                              most recent streams (?recent=N, default 20, max 1000), each
+                              with the output limits and the system prompt, sampling
+                              options, stop sequences and messages it was sent
   POST /stats/reset           zero the counters and the fail-first counters
   GET  /health                "ok"
 
@@ -823,6 +825,8 @@ async def _stream(
             for key in ("max_tokens", "max_completion_tokens")
             if key in body
         },
+        # The system prompt, sampling options and messages the client sent.
+        "received": _received(api, body),
         "sent": 0,
         "outcome": None,
         "retry_count": retry_count,
@@ -1052,6 +1056,31 @@ async def _stream(
         raise
     _finish(rec, outcome)
     return resp
+
+
+def _received(api: str, body: dict) -> dict:
+    """What a request asked of the model besides its limits, one shape for both APIs:
+    the system prompt (OpenAI's system messages joined by a blank line, Anthropic's
+    `system`), temperature, top_p, the stop sequences and the other messages."""
+    messages = [m for m in body.get("messages") or () if isinstance(m, dict)]
+    if api == "openai":
+        system = [m for m in messages if m.get("role") in ("system", "developer")]
+        messages = [m for m in messages if m not in system]
+        system_text = "\n\n".join(_content_text(m.get("content")) for m in system)
+        stop = body.get("stop")
+    else:
+        system_text = _content_text(body.get("system"))
+        stop = body.get("stop_sequences")
+    return {
+        "system": system_text or None,
+        "temperature": body.get("temperature"),
+        "top_p": body.get("top_p"),
+        "stop": [stop] if isinstance(stop, str) else stop,
+        "messages": [
+            {"role": m.get("role"), "content": _content_text(m.get("content"))}
+            for m in messages
+        ],
+    }
 
 
 def _finish(rec, outcome):

@@ -58,7 +58,7 @@ MIDDLEWARE = [
 
 # The API's URLs: every error there is our JSON error, also where no view answers
 # (streaming/server/handlers.py).
-API_URLS_REGEX = r"^/(chat/stream|streams/|api/).*$"
+API_URLS_REGEX = r"^/(chat/stream|streams/|api/|v1/).*$"
 
 # CORS is off unless origins are listed; then only the API answers them (programs on
 # another origin use a token: EventSource across origins cannot send one).
@@ -238,6 +238,10 @@ ANTHROPIC_MODELS = env.list("ANTHROPIC_MODELS", default=[ANTHROPIC_MODEL])
 DEMO_PROVIDER = env.bool("DEMO_PROVIDER", default=True)
 DEMO_TOKEN_DELAY_MS = env.int("DEMO_TOKEN_DELAY_MS", default=35)
 DEFAULT_PROVIDER = env.str("DEFAULT_PROVIDER", default="")
+
+# The system prompt of the chat page, /streams/ and /chat/stream (none by default).
+# The OpenAI-compatible API sends only the system messages its clients send.
+SYSTEM_PROMPT = env.str("SYSTEM_PROMPT", default="") or None
 
 # The output limit sent with each request: by model first ("model=tokens,..."), then
 # MAX_OUTPUT_TOKENS; 0 sends none (the model's own maximum), except to Anthropic,

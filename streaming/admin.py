@@ -60,6 +60,7 @@ class StreamLogAdmin(admin.ModelAdmin):
     fields = (
         ("user_link", "conversation_link", "status"),
         ("provider", "model"),
+        "system_prompt",
         "prompt",
         "answer",
         "error",

@@ -58,6 +58,8 @@ def begin(
     conversation: int | Literal["new"] | ChatId | None,
     regenerate: bool = False,
     client: Client = Client(),
+    history: list[dict[str, str]] | None = None,
+    system_prompt: str = "",
 ) -> Turn:
     """Create the stream's row (and the conversation's messages) for one answer.
 
@@ -67,6 +69,11 @@ def begin(
     conversation's last answer is replaced by a new one to its last prompt. Raises
     `NoSuchConversation` for another user's conversation and `NothingToRegenerate`
     when there is no prompt to answer again.
+
+    `history` (with `conversation` None only): the messages the provider receives,
+    oldest first, as a stateless client sent them, instead of `prompt` alone; the row
+    records `prompt` (the caller's choice: the last user message). The row also
+    records the `system_prompt` the provider is given.
     """
     conversation_id, conversation = conversation, None
     if isinstance(conversation_id, int):
@@ -95,11 +102,13 @@ def begin(
         provider=provider,
         model=model,
         prompt=prompt,
+        system_prompt=system_prompt,
         client_addr=client.addr,
         user_agent=client.user_agent[:512],
     )
     if conversation is None:
-        return Turn(stream, None, [{"role": "user", "content": prompt}])
+        messages = [{"role": "user", "content": prompt}] if history is None else history
+        return Turn(stream, None, list(messages))
 
     messages = conversation.context(
         max_messages=settings.MAX_CONTEXT_MESSAGES, max_chars=settings.MAX_CONTEXT_CHARS

@@ -104,6 +104,8 @@ class StreamLog(models.Model):
     provider = models.CharField(max_length=32)
     model = models.CharField(max_length=128)
     prompt = models.TextField()
+    # The system prompt the model was given (SYSTEM_PROMPT, or the request's own).
+    system_prompt = models.TextField(blank=True)
     response = models.TextField(blank=True)
     status = models.CharField(
         max_length=16, choices=Status.choices, default=Status.STREAMING, db_index=True

@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from streaming.api import aisdk
+from streaming.api import aisdk, openai_compat
 from streaming.api import views as api
 from streaming.api.chat_request import CHAT_ID
 from streaming.pages import views as pages
@@ -57,4 +57,12 @@ urlpatterns = [
     path("api/chat", aisdk.chat, name="aisdk-chat"),
     path("api/chat/<chat_id:chat_id>/stream", aisdk.chat_stream, name="aisdk-resume"),
     path("api/chat/<chat_id:chat_id>/stop", aisdk.chat_stop, name="aisdk-stop"),
+    # The OpenAI-compatible API (streaming/api/openai_compat.py).
+    path(
+        "v1/chat/completions",
+        openai_compat.chat_completions,
+        name="openai-chat-completions",
+    ),
+    path("v1/models", openai_compat.models, name="openai-models"),
+    path("v1/models/<path:model_id>", openai_compat.model, name="openai-model"),
 ]

@@ -176,3 +176,9 @@ def test_admin_pages_never_show_a_provider_key(admin_client, alice, make_log, se
         response = admin_client.get(page)
         assert response.status_code == 200, page
         assert secret not in response.content.decode(), page
+
+
+def test_a_stream_log_shows_its_system_prompt(admin_client, alice, make_log):
+    log = make_log(alice, system_prompt="You are <b>terse</b>.")
+    page = admin_client.get(_change_url(log)).content.decode()
+    assert "You are &lt;b&gt;terse&lt;/b&gt;." in page

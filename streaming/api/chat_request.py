@@ -73,7 +73,8 @@ def read(request: HttpRequest) -> ChatRequest:
         prompt=arguments["prompt"],
         provider=arguments["provider"],
         model=arguments["model"],
-        options=Options(system=system or None),
+        # The chat's own `system`, else the deployment's, as for the chat page.
+        options=Options(system=system or settings.SYSTEM_PROMPT or None),
     )
 
 

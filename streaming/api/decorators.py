@@ -15,6 +15,9 @@ from streaming.api import credentials
 from streaming.errors import Refused
 
 View = Callable[..., Awaitable[HttpResponse]]
+# How an endpoint writes an error: `(status, code, message, **extra)` -> the response.
+# `error` below is ours; another wire protocol (OpenAI's envelope) brings its own.
+Errors = Callable[..., JsonResponse]
 
 # What reading a form body raises, besides RequestDataTooBig: a malformed multipart
 # body, too many fields or files, a form charset other than UTF-8, or a charset Python
@@ -32,28 +35,32 @@ def error(status: int, code: str, message: str, **extra: object) -> JsonResponse
     return JsonResponse({"error": code, "message": message, **extra}, status=status)
 
 
-def refusal(refused: Refused) -> JsonResponse:
+def refusal(refused: Refused, errors: Errors = error) -> JsonResponse:
     """The JSON error for a `Refused`, with `Retry-After` when it says when."""
     extra = dict(refused.details)
     if refused.retry_after is not None:
         extra["retry_after"] = refused.retry_after
-    response = error(refused.status, refused.code, refused.message, **extra)
+    response = errors(refused.status, refused.code, refused.message, **extra)
     if refused.retry_after is not None:
         response["Retry-After"] = str(refused.retry_after)
     return response
 
 
 def endpoint(
-    *methods: str, same_origin_session: bool = False
+    *methods: str,
+    same_origin_session: bool = False,
+    sessions: bool = True,
+    errors: Errors = error,
 ) -> Callable[[View], View]:
     """An API view: only `methods` (else 405 JSON with Allow), a token or a session
     (else 401 JSON, never a login redirect), and any `Refused` it raises answered
-    as its JSON error, as is a request it cannot read (400, or 413).
+    as its JSON error, as is a request it cannot read (400, or 413). `errors`
+    writes every one of these errors.
 
     Session requests that change state must pass Django's CSRF check; token requests
     are exempt, since a browser never attaches a token on its own. With
     `same_origin_session`, a session is accepted on a GET only from our own pages,
-    because that GET starts a paid generation.
+    because that GET starts a paid generation; without `sessions`, only a token is.
     """
 
     def decorate(view: View) -> View:
@@ -61,35 +68,39 @@ def endpoint(
         @functools.wraps(view)
         async def wrapper(request: HttpRequest, *args: object, **kwargs: object):
             if request.method not in methods:
-                response = error(
+                response = errors(
                     405, "method_not_allowed", f"Use {' or '.join(methods)}."
                 )
                 response["Allow"] = ", ".join(methods)
                 return response
             user = await credentials.user_of(request)
             if user is False:
-                return error(
+                return errors(
                     401, "unauthorized", "The API token is invalid or revoked."
+                )
+            if user is None and not sessions:
+                return errors(
+                    401, "unauthorized", "Send 'Authorization: Bearer <API token>'."
                 )
             if user is None:
                 user = await request.auser()
                 if not user.is_authenticated:
-                    return error(
+                    return errors(
                         401,
                         "unauthorized",
                         "Log in or send 'Authorization: Bearer <token>'.",
                     )
-                if refusal_ := _refuse_session(request, same_origin_session):
+                if refusal_ := _refuse_session(request, same_origin_session, errors):
                     return refusal_
             request.user = user
             try:
                 return await view(request, *args, **kwargs)
             except Refused as refused:
-                return refusal(refused)
+                return refusal(refused, errors)
             except RequestDataTooBig:
-                return error(413, "too_large", "The request body is too large.")
+                return errors(413, "too_large", "The request body is too large.")
             except UNREADABLE_REQUEST:
-                return error(400, "bad_request", "The request cannot be read.")
+                return errors(400, "bad_request", "The request cannot be read.")
 
         return wrapper
 
@@ -97,7 +108,7 @@ def endpoint(
 
 
 def _refuse_session(
-    request: HttpRequest, same_origin_only: bool
+    request: HttpRequest, same_origin_only: bool, errors: Errors
 ) -> HttpResponse | None:
     if request.method not in ("GET", "HEAD", "OPTIONS", "TRACE"):
         # The check reads a form body for its token, which may not parse.
@@ -106,15 +117,15 @@ def _refuse_session(
                 request, None, (), {}
             )
         except RequestDataTooBig:
-            return error(413, "too_large", "The request body is too large.")
+            return errors(413, "too_large", "The request body is too large.")
         except UNREADABLE_BODY:
-            return error(400, "bad_request", "The request body cannot be read.")
+            return errors(400, "bad_request", "The request body cannot be read.")
         if reason is not None:
-            return error(
+            return errors(
                 403, "csrf", "CSRF check failed; reload the page and try again."
             )
     elif same_origin_only and not _is_same_origin(request):
-        return error(
+        return errors(
             403,
             "cross_site",
             "This request did not come from our own pages. Programs must send a "

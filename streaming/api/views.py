@@ -4,6 +4,7 @@ Each view reads its input with `forms`, calls one service (`generation.start`, o
 hub) and answers; whatever they refuse is a `Refused`, answered by `endpoint`.
 """
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 
@@ -12,6 +13,7 @@ from streaming.api import forms
 from streaming.api.decorators import endpoint
 from streaming.errors import Refused
 from streaming.models import StreamLog
+from streaming.providers.base import Options
 from streaming.relay import dialects, generation, hub, viewer
 
 
@@ -36,7 +38,7 @@ async def chat_stream(request: HttpRequest) -> HttpResponse:
     arguments = form.start(new_conversation=False)
     hub.get().audience.admit(request.user.pk)  # before paying for an answer
     turn = await generation.start(
-        request.user, **arguments, client=forms.client(request)
+        request.user, **arguments, client=forms.client(request), options=_options()
     )
     return await _follow(request, turn.stream, id_prefix=f"{turn.stream.pk}:")
 
@@ -46,7 +48,7 @@ async def start_stream(request: HttpRequest) -> HttpResponse:
     form = forms.StartForm(forms.body(request))
     arguments = form.start(new_conversation=True)
     turn = await generation.start(
-        request.user, **arguments, client=forms.client(request)
+        request.user, **arguments, client=forms.client(request), options=_options()
     )
     stream, conversation = turn.stream, turn.conversation
     body = {
@@ -74,6 +76,11 @@ async def stop_stream(request: HttpRequest, stream_id: int) -> HttpResponse:
         return JsonResponse({"id": stream.pk, "status": stream.status})
     await hub.get().stop(stream.pk)
     return JsonResponse({"id": stream.pk, "status": "stopping"}, status=202)
+
+
+def _options() -> Options:
+    """What our own endpoints ask of the model: the deployment's system prompt."""
+    return Options(system=settings.SYSTEM_PROMPT)
 
 
 async def _follow(

@@ -19,8 +19,8 @@ from streaming.providers.base import (
     TextDelta,
     Usage,
     error_for_status,
-    output_limit,
     sdk_error,
+    token_limit,
 )
 
 # Anthropic's error types inside a stream, as the HTTP status they stand for.
@@ -64,10 +64,11 @@ class AnthropicProvider:
         client: anthropic.AsyncAnthropic = self._clients.get()
         try:
             async with client.messages.with_streaming_response.create(
+                **_parameters(options),
                 model=model,
                 messages=list(messages),  # type: ignore[arg-type]
                 # Anthropic requires a limit.
-                max_tokens=output_limit(model) or settings.ANTHROPIC_MAX_TOKENS,
+                max_tokens=token_limit(model, options) or settings.ANTHROPIC_MAX_TOKENS,
                 stream=True,
             ) as response:
                 chunks = response.iter_text()
@@ -76,6 +77,31 @@ class AnthropicProvider:
                 await wire.finish(chunks)
         except (anthropic.APIError, *TRANSPORT_ERRORS) as error:
             raise sdk_error(error, anthropic) from None
+
+
+def _parameters(options: Options) -> dict[str, Any]:
+    """The options the request sets; the system prompt is a top-level `system`,
+    never a message.
+
+    The SDK (since 1.0) no longer takes temperature and top_p as arguments; the API
+    still does on the models that allow sampling (its migration guide: send them in
+    `extra_body`). Models that do not answer 400, which the client gets."""
+    parameters: dict[str, Any] = {}
+    if options.system:
+        parameters["system"] = options.system
+    if options.stop:
+        parameters["stop_sequences"] = list(options.stop)
+    sampling = {
+        name: value
+        for name, value in (
+            ("temperature", options.temperature),
+            ("top_p", options.top_p),
+        )
+        if value is not None
+    }
+    if sampling:
+        parameters["extra_body"] = sampling
+    return parameters
 
 
 async def _deltas(lines: AsyncIterator[str]) -> AsyncIterator[TextDelta | Usage]:

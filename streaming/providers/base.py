@@ -25,7 +25,7 @@ from streaming.errors import RETRYABLE, StreamError
 
 
 class Message(TypedDict):
-    role: str  # "user" or "assistant"
+    role: str  # "user" or "assistant"; the system prompt is `Options.system`
     content: str
 
 
@@ -128,6 +128,13 @@ def output_limit(model: str) -> int | None:
     first, then MAX_OUTPUT_TOKENS; None sends no limit (the model's own maximum)."""
     limit = settings.MAX_OUTPUT_TOKENS_BY_MODEL.get(model, settings.MAX_OUTPUT_TOKENS)
     return limit or None
+
+
+def token_limit(model: str, options: Options) -> int | None:
+    """The most tokens this answer may have: the request's `max_tokens`, within the
+    configured `output_limit`; None when neither sets one."""
+    limits = [limit for limit in (options.max_tokens, output_limit(model)) if limit]
+    return min(limits) if limits else None
 
 
 class PerLoop:

@@ -1,4 +1,9 @@
-"""The offline demo provider: no key, no network, the same answer for the same prompt."""
+"""The offline demo provider: no key, no network, the same answer for the same prompt.
+
+Of the options it honours `max_tokens` (it sends at most that many tokens) and `stop`
+(the answer ends before the first stop sequence); `temperature` and `top_p` change
+nothing, since the answer is fixed, and the system prompt only counts in its usage.
+"""
 
 import asyncio
 import re
@@ -12,7 +17,7 @@ from streaming.providers.base import (
     Options,
     TextDelta,
     Usage,
-    output_limit,
+    token_limit,
 )
 
 _ANSWER = """\
@@ -54,11 +59,30 @@ class DemoProvider:
         prompt = messages[-1]["content"]
         quote = " ".join(prompt.split())[:200] or "(nothing)"
         tokens = re.findall(r"\s*\S+|\s+", _ANSWER.format(quote=quote))[
-            : output_limit(model)
+            : token_limit(model, options)
         ]
+        tokens = _until_stop(tokens, options.stop)
         delay = settings.DEMO_TOKEN_DELAY_MS / 1000
         for token in tokens:
             await asyncio.sleep(delay)
             yield TextDelta(token)
-        input_tokens = sum(len(message["content"].split()) for message in messages)
-        yield Usage(input_tokens, len(tokens))
+        texts = [options.system or ""] + [message["content"] for message in messages]
+        yield Usage(sum(len(text.split()) for text in texts), len(tokens))
+
+
+def _until_stop(tokens: list[str], stop: tuple[str, ...]) -> list[str]:
+    """The tokens before the first stop sequence in their text (the one it starts in
+    cut short), as a model stops."""
+    text = "".join(tokens)
+    cut = min((i for s in stop if s and (i := text.find(s)) >= 0), default=None)
+    if cut is None:
+        return tokens
+    kept, length = [], 0
+    for token in tokens:
+        if length + len(token) >= cut:
+            if piece := token[: cut - length]:
+                kept.append(piece)
+            break
+        kept.append(token)
+        length += len(token)
+    return kept

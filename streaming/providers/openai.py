@@ -20,8 +20,8 @@ from streaming.providers.base import (
     Unavailable,
     Usage,
     error_for_status,
-    output_limit,
     sdk_error,
+    token_limit,
 )
 
 
@@ -53,9 +53,9 @@ class OpenAIProvider:
         client: openai.AsyncOpenAI = self._clients.get()
         try:
             async with client.chat.completions.with_streaming_response.create(
-                **_limit(model),
+                **_parameters(model, options),
                 model=model,
-                messages=list(messages),  # type: ignore[arg-type]
+                messages=_messages(messages, options),  # type: ignore[arg-type]
                 stream=True,
                 stream_options={"include_usage": True},
             ) as response:
@@ -67,11 +67,26 @@ class OpenAIProvider:
             raise sdk_error(error, openai) from None
 
 
-def _limit(model: str) -> dict[str, int]:
-    """The output limit, under the parameter name the upstream accepts: OpenAI's
-    current models reject max_tokens; some compatible servers know only that."""
-    limit = output_limit(model)
-    return {} if limit is None else {settings.OPENAI_MAX_TOKENS_PARAM: limit}
+def _messages(messages: list[Message], options: Options) -> list[dict[str, str]]:
+    """The system prompt goes first, as a `system` message."""
+    system = [{"role": "system", "content": options.system}] if options.system else []
+    return system + [dict(message) for message in messages]
+
+
+def _parameters(model: str, options: Options) -> dict[str, Any]:
+    """The options the request sets. The output limit goes under the parameter name
+    the upstream accepts: OpenAI's current models reject max_tokens; some compatible
+    servers know only that."""
+    parameters: dict[str, Any] = {}
+    if (limit := token_limit(model, options)) is not None:
+        parameters[settings.OPENAI_MAX_TOKENS_PARAM] = limit
+    if options.temperature is not None:
+        parameters["temperature"] = options.temperature
+    if options.top_p is not None:
+        parameters["top_p"] = options.top_p
+    if options.stop:
+        parameters["stop"] = list(options.stop)
+    return parameters
 
 
 async def _deltas(lines: AsyncIterator[str]) -> AsyncIterator[TextDelta | Usage]:

@@ -60,10 +60,13 @@ async def start(
     regenerate: bool = False,
     client: Client = Client(),
     options: Options = DEFAULT_OPTIONS,
+    history: list[Message] | None = None,
 ) -> Turn:
     """Start generating one answer in this process; viewers may follow at once.
 
-    `conversation` as `conversations.begin` takes it; `options` go to the provider. Raises a `Refused`: `Draining`,
+    `conversation` and `history` (the messages of a stateless client, for
+    `conversation` None) as `conversations.begin` takes them; `options` go to the
+    provider, and the row records their system prompt. Raises a `Refused`: `Draining`,
     `limits.LimitExceeded`, `conversations.NoSuchConversation` or
     `NothingToRegenerate`; nothing is written then, and a refused start does not
     count against the starts per minute.
@@ -79,6 +82,8 @@ async def start(
         conversation=conversation,
         regenerate=regenerate,
         client=client,
+        history=history,
+        system_prompt=options.system or "",
     )
     try:
         progress = Progress(user.pk, user_limits.tokens_per_day)
@@ -121,7 +126,8 @@ async def _run(
     options: Options,
 ) -> None:
     stream = turn.stream
-    progress.prompt_tokens = sum(tokens.estimate(m["content"]) for m in turn.messages)
+    texts = [options.system or "", *(m["content"] for m in turn.messages)]
+    progress.prompt_tokens = sum(tokens.estimate(text) for text in texts)
     ending = Ending(StreamLog.Status.COMPLETED)
     try:
         await _charge_output(stream, broadcast, progress)  # the prompt, so far

@@ -16,7 +16,8 @@ from django.http import HttpRequest, HttpResponse
 from django.middleware import clickjacking, common, csrf, security
 from django.utils.decorators import sync_and_async_middleware
 
-from streaming.api.decorators import UNREADABLE_BODY, error
+from streaming.api.decorators import UNREADABLE_BODY
+from streaming.server.handlers import errors_for
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +77,13 @@ def unreadable_body(get_response: Callable) -> Callable:
         try:
             request.POST  # noqa: B018 - parse now, where a failure can be answered
         except RequestDataTooBig:
-            return error(413, "too_large", "The request body is too large.")
+            return errors_for(request)(
+                413, "too_large", "The request body is too large."
+            )
         except UNREADABLE_BODY:
-            return error(400, "bad_request", "The request body cannot be read.")
+            return errors_for(request)(
+                400, "bad_request", "The request body cannot be read."
+            )
         return None
 
     if iscoroutinefunction(get_response):
@@ -128,7 +133,7 @@ class ServicesUnavailable:
             "Redis" if isinstance(exception, redis.RedisError) else "the database",
             type(exception).__name__,
         )
-        response = error(
+        response = errors_for(request)(
             503, "unavailable", "A service this needs is briefly away; try again."
         )
         response["Retry-After"] = "1"
