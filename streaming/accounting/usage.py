@@ -15,6 +15,7 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
+from streaming.accounting import costs
 from streaming.models import StreamLog
 
 FAILED = (StreamLog.Status.ERROR, StreamLog.Status.INTERRUPTED)
@@ -116,7 +117,7 @@ def rows(*, since: dt.date, user_id: int | None = None) -> list[Row]:
             streams=group["streams"],
             errors=group["errors"],
             estimated=group["estimated"],
-            cost=group["cost_sum"],
+            cost=_exact(group["cost_sum"]),
             **{name: group[f"{name}_sum"] for name in _SUMMED},
         )
         for group in grouped
@@ -149,6 +150,11 @@ def daily(rows: Iterable[Row], *, since: dt.date, until: dt.date) -> list[Day]:
     return [
         Day(day, streams.get(day, 0), tokens.get(day, 0), cost.get(day)) for day in days
     ]
+
+
+def _exact(cost: Decimal | None) -> Decimal | None:
+    # To the stored precision: SQLite sums decimals as floats.
+    return None if cost is None else cost.quantize(costs.UNIT)
 
 
 def _add(total: Decimal | None, cost: Decimal | None) -> Decimal | None:

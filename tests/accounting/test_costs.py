@@ -7,6 +7,7 @@ import io
 import json
 import re
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -14,6 +15,7 @@ from asgiref.sync import sync_to_async
 
 from streaming.accounting import usage
 from streaming.models import StreamLog
+from streaming.relay import leases
 from tests.helpers import fake, finished_log, prompt_tokens, read_events, token_text
 
 pytestmark = pytest.mark.timeout(90)
@@ -201,3 +203,30 @@ async def test_a_fast_stream_stops_within_a_token_of_the_token_budget(
     # Each 4-character token is one estimated token: the crossing one is the last.
     assert log.input_tokens + log.output_tokens == 301
     assert log.cost is None
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_reaped_stream_gets_the_cost_of_its_estimate(alice, make_log, settings):
+    price_table(settings)
+    settings.STREAM_LEASE_SECONDS = 30
+    stale = await sync_to_async(make_log)(
+        alice,
+        model="claude-sonnet-4-5",
+        prompt="Say hello",
+        response="Hello, wor",
+        status=StreamLog.Status.STREAMING,
+    )
+    unpriced = await sync_to_async(make_log)(
+        alice, model="unpriced", status=StreamLog.Status.STREAMING
+    )
+    await StreamLog.objects.filter(pk__in=[stale.pk, unpriced.pk]).aupdate(
+        updated_at=stale.created_at - timedelta(minutes=5)
+    )
+
+    assert await leases.reap() == 2
+
+    stale = await StreamLog.objects.aget(pk=stale.pk)
+    # Three tokens of prompt at $3, three of answer at $15, a million each.
+    assert (stale.input_tokens, stale.output_tokens) == (3, 3)
+    assert stale.cost == Decimal("0.000054")
+    assert (await StreamLog.objects.aget(pk=unpriced.pk)).cost is None
