@@ -181,13 +181,8 @@ class StreamLogAdmin(admin.ModelAdmin):
         rows = usage.rows(since=since, user_id=user.pk if user else None)
         if request.GET.get("format") == "csv":
             return _csv_response(usage.to_csv(rows), since=since)
-        daily = usage.daily(rows, since=since, until=usage.today())
         scope = f"last {days} days" + (f", {user.username}" if user else "")
-        daily_charts = charts.for_days(daily, scope=scope)
-        totals = usage.totals(rows)
-        context |= {"rows": rows, "totals": totals, "charts": daily_charts}
-        # Without prices there is no cost, unless rows kept one from before.
-        context["show_cost"] = costs.is_priced() or totals["cost"] is not None
+        context |= _usage_tables(rows, since=since, scope=scope)
         return TemplateResponse(request, template, context)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -195,6 +190,19 @@ class StreamLogAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+def _usage_tables(rows: list[usage.Row], *, since: dt.date, scope: str) -> dict:
+    """The usage page's rows, their totals and charts, and whether to show cost."""
+    daily = usage.daily(rows, since=since, until=usage.today())
+    totals = usage.totals(rows)
+    return {
+        "rows": rows,
+        "totals": totals,
+        "charts": charts.for_days(daily, scope=scope),
+        # Without prices there is no cost, unless rows kept one from before.
+        "show_cost": costs.is_priced() or totals["cost"] is not None,
+    }
 
 
 def _csv_response(text: str, *, since: dt.date) -> HttpResponse:

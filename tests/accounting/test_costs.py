@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import re
+import subprocess
+import sys
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -16,7 +18,15 @@ from asgiref.sync import sync_to_async
 from streaming.accounting import usage
 from streaming.models import StreamLog
 from streaming.relay import leases
-from tests.helpers import fake, finished_log, prompt_tokens, read_events, token_text
+from tests.helpers import (
+    BASE_DIR,
+    environ_without,
+    fake,
+    finished_log,
+    prompt_tokens,
+    read_events,
+    token_text,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -230,3 +240,29 @@ async def test_a_reaped_stream_gets_the_cost_of_its_estimate(alice, make_log, se
     assert (stale.input_tokens, stale.output_tokens) == (3, 3)
     assert stale.cost == Decimal("0.000054")
     assert (await StreamLog.objects.aget(pk=unpriced.pk)).cost is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MODEL_PRICES", "{not json"),
+        ("MODEL_PRICES", '{"gpt-4o-mini": {"input": 0.15}}'),  # no output price
+        ("MODEL_PRICES", '{"gpt-4o-mini": {"input": 1, "output": -2}}'),
+        ("MODEL_PRICES", '{"gpt-4o-mini": {"input": 1, "output": 2, "cache": 1}}'),
+        ("LIMIT_COST_PER_DAY", "five"),
+        ("LIMIT_COST_PER_DAY", "-1"),
+    ],
+)
+def test_a_bad_price_table_or_cost_budget_stops_the_start(name, value):
+    env = environ_without("DJANGO_", "PYTEST_", "MODEL_PRICES", "LIMIT_")
+    env[name] = value
+    checked = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+    assert checked.returncode != 0
+    assert f"ImproperlyConfigured: {name} is" in checked.stderr
