@@ -118,6 +118,29 @@ OPTION_DOC = {
         "with delay_ms=0 and jitter_ms=0, batch events into ~16 KiB writes (0: one write per event)",
     ),
     "ascii": ("0", "1: JSON-escape non-ASCII (\\uXXXX) instead of raw UTF-8"),
+    "usage": (
+        "both",
+        "where usage is reported: both (Anthropic: message_start and the cumulative"
+        " message_delta; OpenAI: the usage chunk when include_usage asks), delta"
+        " (Anthropic: message_start says input_tokens 0, as some gateways do; the"
+        " counts come in message_delta), start (Anthropic: message_delta has"
+        " output_tokens only), none (no usage at all; OpenAI ignores include_usage)",
+    ),
+    "cached_tokens": (
+        "0",
+        "prompt tokens read from the cache: Anthropic cache_read_input_tokens (beside"
+        " input_tokens), OpenAI prompt_tokens_details.cached_tokens (within prompt_tokens)",
+    ),
+    "cache_write_tokens": (
+        "0",
+        "prompt tokens written to the cache: Anthropic cache_creation_input_tokens",
+    ),
+    "reasoning_tokens": (
+        "0",
+        "reasoning tokens counted in the output: OpenAI completion_tokens_details."
+        "reasoning_tokens, Anthropic output_tokens_details.thinking_tokens (both"
+        " within the output count)",
+    ),
 }
 
 WORDS = (
@@ -248,6 +271,12 @@ class Opts:
         self.split_ms = float(d["split_ms"])
         self.coalesce = d["coalesce"] not in ("", "0", "false")
         self.ascii = d["ascii"] not in ("", "0", "false")
+        self.usage = d["usage"]
+        if self.usage not in ("both", "delta", "start", "none"):
+            raise ValueError(f"unknown usage {self.usage!r}")
+        self.cached_tokens = int(d["cached_tokens"])
+        self.cache_write_tokens = int(d["cache_write_tokens"])
+        self.reasoning_tokens = int(d["reasoning_tokens"])
         if self.tokens < 0 or self.tokens > 10_000_000:
             raise ValueError("tokens out of range")
 
@@ -810,7 +839,7 @@ async def _stream(
     include_usage = False
     if api == "openai":
         so = body.get("stream_options") or {}
-        include_usage = bool(so.get("include_usage"))
+        include_usage = bool(so.get("include_usage")) and opts.usage != "none"
         obfuscation = so.get("include_obfuscation", True) is not False
 
     rec = {
@@ -901,19 +930,11 @@ async def _stream(
                     "content": [],
                     "stop_reason": None,
                     "stop_sequence": None,
-                    "usage": {
-                        "input_tokens": prompt_tokens,
-                        "cache_creation_input_tokens": 0,
-                        "cache_read_input_tokens": 0,
-                        "cache_creation": {
-                            "ephemeral_5m_input_tokens": 0,
-                            "ephemeral_1h_input_tokens": 0,
-                        },
-                        "output_tokens": 1,
-                        "service_tier": "standard",
-                    },
+                    "usage": _anthropic_usage(opts, prompt_tokens, None),
                 },
             }
+            if msg["message"]["usage"] is None:
+                del msg["message"]["usage"]
             await w.send(
                 b"event: message_start\ndata: " + _dumps(msg).encode() + b"\n\n"
                 b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
@@ -993,21 +1014,7 @@ async def _stream(
                 fin += tail_usage + _obf(obfuscation, 1) + b"}\n\n"
                 out = [fin]
                 if include_usage:
-                    usage = {
-                        "prompt_tokens": prompt_tokens,
-                        "completion_tokens": n,
-                        "total_tokens": prompt_tokens + n,
-                        "prompt_tokens_details": {
-                            "cached_tokens": 0,
-                            "audio_tokens": 0,
-                        },
-                        "completion_tokens_details": {
-                            "reasoning_tokens": 0,
-                            "audio_tokens": 0,
-                            "accepted_prediction_tokens": 0,
-                            "rejected_prediction_tokens": 0,
-                        },
-                    }
+                    usage = _openai_usage(opts, prompt_tokens, n)
                     out.append(
                         (
                             'data: {"id":"%s","object":"chat.completion.chunk","created":%d,"model":%s,'
@@ -1023,13 +1030,10 @@ async def _stream(
                 md = {
                     "type": "message_delta",
                     "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                    "usage": {
-                        "input_tokens": prompt_tokens,
-                        "cache_creation_input_tokens": 0,
-                        "cache_read_input_tokens": 0,
-                        "output_tokens": n,
-                    },
+                    "usage": _anthropic_usage(opts, prompt_tokens, n),
                 }
+                if md["usage"] is None:
+                    del md["usage"]
                 await w.send(
                     b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
                     b"event: message_delta\ndata: " + _dumps(md).encode() + b"\n\n"
@@ -1081,6 +1085,62 @@ def _received(api: str, body: dict) -> dict:
             for m in messages
         ],
     }
+
+
+def _openai_usage(opts: Opts, prompt_tokens: int, n: int) -> dict:
+    """The usage chunk's counts: the cached tokens are within prompt_tokens, the
+    reasoning ones within completion_tokens."""
+    prompt = prompt_tokens + opts.cached_tokens
+    completion = n + opts.reasoning_tokens
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {
+            "cached_tokens": opts.cached_tokens,
+            "audio_tokens": 0,
+        },
+        "completion_tokens_details": {
+            "reasoning_tokens": opts.reasoning_tokens,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def _anthropic_usage(opts: Opts, prompt_tokens: int, n: int | None) -> dict | None:
+    """The usage of message_start (`n` None) or of the final message_delta, as
+    `opts.usage` places it. input_tokens leaves out the cache reads and writes."""
+    where = opts.usage
+    if where == "none":
+        return None
+    if n is None:  # message_start
+        if where == "delta":
+            return {"input_tokens": 0, "output_tokens": 1}
+        return {
+            "input_tokens": prompt_tokens,
+            "cache_creation_input_tokens": opts.cache_write_tokens,
+            "cache_read_input_tokens": opts.cached_tokens,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": opts.cache_write_tokens,
+                "ephemeral_1h_input_tokens": 0,
+            },
+            "output_tokens": 1,
+            "service_tier": "standard",
+        }
+    output = n + opts.reasoning_tokens
+    usage: dict = {"output_tokens": output}
+    if where != "start":
+        usage = {
+            "input_tokens": prompt_tokens,
+            "cache_creation_input_tokens": opts.cache_write_tokens,
+            "cache_read_input_tokens": opts.cached_tokens,
+            **usage,
+        }
+    if opts.reasoning_tokens:
+        usage["output_tokens_details"] = {"thinking_tokens": opts.reasoning_tokens}
+    return usage
 
 
 def _finish(rec, outcome):

@@ -4,6 +4,8 @@ With no environment at all the service runs on SQLite, the in-memory channel lay
 and the offline demo provider. Production differs only by environment variables.
 """
 
+import json
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -293,6 +295,56 @@ LIMIT_STARTS_PER_MINUTE = env.int("LIMIT_STARTS_PER_MINUTE", default=20)
 LIMIT_TOKENS_PER_DAY = env.int("LIMIT_TOKENS_PER_DAY", default=200_000)
 # Viewers one user may have open in one process (0: no cap); a browser opens one.
 LIMIT_VIEWERS_PER_USER = env.int("LIMIT_VIEWERS_PER_USER", default=100)
+
+
+# The cost of a user's streams per UTC day, in the currency of MODEL_PRICES; 0: none.
+def _amount(name: str) -> Decimal:
+    try:
+        amount = Decimal(env.str(name, default="0"))
+    except ArithmeticError:  # not a number
+        amount = Decimal("NaN")
+    if not amount.is_finite() or amount < 0:
+        raise ImproperlyConfigured(f"{name} is an amount >= 0, e.g. 5 or 2.50.")
+    return amount
+
+
+LIMIT_COST_PER_DAY = _amount("LIMIT_COST_PER_DAY")
+
+# What each model costs, per million tokens, as JSON: {"model": {"input": 3,
+# "cached_input": 0.3, "cache_write": 3.75, "output": 15}}. input and output are
+# required; a cached_input or cache_write left out costs what input does. A model
+# not listed has no cost (accounting.costs).
+_PRICE_KINDS = ("input", "cached_input", "cache_write", "output")
+
+
+def _prices(value: str) -> dict[str, dict[str, Decimal]]:
+    problem = ImproperlyConfigured(
+        'MODEL_PRICES is JSON: {"model": {"input": 3, "output": 15}, ...}, with'
+        " cached_input and cache_write optional; prices per million tokens, >= 0."
+    )
+    try:
+        table = json.loads(value, parse_float=Decimal, parse_int=Decimal)
+    except ValueError:
+        raise problem from None
+    if not isinstance(table, dict):
+        raise problem
+    prices = {}
+    for model, price in table.items():
+        if (
+            not isinstance(price, dict)
+            or not {"input", "output"} <= price.keys() <= set(_PRICE_KINDS)
+            or not all(isinstance(v, Decimal) and v >= 0 for v in price.values())
+        ):
+            raise problem
+        prices[model] = {
+            "cached_input": price["input"],
+            "cache_write": price["input"],
+            **price,
+        }
+    return prices
+
+
+MODEL_PRICES = _prices(env.str("MODEL_PRICES", default="{}"))
 
 # Streams.
 MAX_PROMPT_CHARS = env.int("MAX_PROMPT_CHARS", default=32_000)

@@ -14,7 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from streaming.accounting import charts, usage
+from streaming.accounting import charts, costs, usage
 from streaming.models import ApiToken, Conversation, Message, StreamLog, UsageLimit
 
 _MARKDOWN = Script("streaming/admin.js", type="module")
@@ -23,7 +23,10 @@ _LIMIT_DEFAULTS = {
     "concurrent_streams": "LIMIT_CONCURRENT_STREAMS",
     "starts_per_minute": "LIMIT_STARTS_PER_MINUTE",
     "tokens_per_day": "LIMIT_TOKENS_PER_DAY",
+    "cost_per_day": "LIMIT_COST_PER_DAY",
 }
+# The limits whose 0 means none.
+_BUDGETS = ("LIMIT_TOKENS_PER_DAY", "LIMIT_COST_PER_DAY")
 
 
 class UsageFilter(forms.Form):
@@ -49,6 +52,7 @@ class StreamLogAdmin(admin.ModelAdmin):
         "duration_ms",
         "input_tokens",
         "output_tokens",
+        "cost",
         "created_at",
         "live",
     )
@@ -65,7 +69,9 @@ class StreamLogAdmin(admin.ModelAdmin):
         "answer",
         "error",
         ("ttft_ms", "duration_ms"),
-        ("input_tokens", "output_tokens"),
+        ("input_tokens", "cached_input_tokens", "cache_write_tokens"),
+        ("output_tokens", "reasoning_tokens"),
+        ("tokens_estimated", "cost"),
         ("client_addr", "user_agent"),
         "timeline",
         "live",
@@ -176,10 +182,8 @@ class StreamLogAdmin(admin.ModelAdmin):
         rows = usage.rows(since=since, user_id=user.pk if user else None)
         if request.GET.get("format") == "csv":
             return _csv_response(usage.to_csv(rows), since=since)
-        daily = usage.daily(rows, since=since, until=usage.today())
         scope = f"last {days} days" + (f", {user.username}" if user else "")
-        daily_charts = charts.for_days(daily, scope=scope)
-        context |= {"rows": rows, "totals": usage.totals(rows), "charts": daily_charts}
+        context |= _usage_tables(rows, since=since, scope=scope)
         return TemplateResponse(request, template, context)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -187,6 +191,19 @@ class StreamLogAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+def _usage_tables(rows: list[usage.Row], *, since: dt.date, scope: str) -> dict:
+    """The usage page's rows, their totals and charts, and whether to show cost."""
+    daily = usage.daily(rows, since=since, until=usage.today())
+    totals = usage.totals(rows)
+    return {
+        "rows": rows,
+        "totals": totals,
+        "charts": charts.for_days(daily, scope=scope),
+        # Without prices there is no cost, unless rows kept one from before.
+        "show_cost": costs.is_priced() or totals["cost"] is not None,
+    }
 
 
 def _csv_response(text: str, *, since: dt.date) -> HttpResponse:
@@ -205,9 +222,7 @@ class _LimitDefaultsHelp:
         if formfield is not None and setting:
             default = getattr(settings, setting)
             shown = (
-                "unlimited"
-                if setting == "LIMIT_TOKENS_PER_DAY" and not default
-                else f"{default:,}"
+                "unlimited" if setting in _BUDGETS and not default else f"{default:,}"
             )
             own = f"{db_field.help_text}. " if db_field.help_text else ""
             formfield.help_text = f"{own}Empty: the site default ({shown})."

@@ -2,6 +2,7 @@ import hashlib
 import secrets
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -117,8 +118,26 @@ class StreamLog(models.Model):
     )
     ttft_ms = models.PositiveIntegerField("time to first token (ms)", null=True)
     duration_ms = models.PositiveIntegerField(null=True)
+    # As the provider counted them (`providers.base.Usage`): the input counts the whole
+    # prompt, its cached part included; the output counts the reasoning.
     input_tokens = models.PositiveIntegerField(null=True)
+    cached_input_tokens = models.PositiveIntegerField(
+        null=True, help_text="of the input, read from the provider's prompt cache"
+    )
+    cache_write_tokens = models.PositiveIntegerField(
+        null=True, help_text="of the input, written to the provider's prompt cache"
+    )
     output_tokens = models.PositiveIntegerField(null=True)
+    reasoning_tokens = models.PositiveIntegerField(
+        null=True, help_text="of the output, the model's reasoning"
+    )
+    # From MODEL_PRICES (`accounting.costs`); empty when the model has no price.
+    cost = models.DecimalField(
+        max_digits=18,
+        decimal_places=9,
+        null=True,
+        help_text="in the currency of MODEL_PRICES",
+    )
     # True when the provider reported no usage (stopped, failed or orphaned streams) and
     # the counts above are our estimate from the text.
     tokens_estimated = models.BooleanField(default=False)
@@ -200,6 +219,14 @@ class UsageLimit(models.Model):
     starts_per_minute = models.PositiveIntegerField(null=True, blank=True)
     tokens_per_day = models.PositiveIntegerField(
         null=True, blank=True, help_text="0 means unlimited"
+    )
+    cost_per_day = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="in the currency of MODEL_PRICES; 0 means unlimited",
     )
 
     def __str__(self) -> str:

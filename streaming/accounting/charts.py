@@ -2,6 +2,7 @@
 
 import datetime as dt
 from collections.abc import Sequence
+from decimal import Decimal
 
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -13,9 +14,10 @@ _WIDTH, _HEIGHT = 720, 220
 _LEFT, _RIGHT, _TOP, _BOTTOM = 64, 12, 16, 44
 
 
-def for_days(days: Sequence[Day], *, scope: str) -> tuple[SafeString, SafeString]:
-    """The tokens chart and the streams chart of `days`; `scope` ends both titles."""
-    return (
+def for_days(days: Sequence[Day], *, scope: str) -> tuple[SafeString, ...]:
+    """The tokens chart and the streams chart of `days`, and the cost chart when any
+    day has a cost; `scope` ends every title."""
+    charts = (
         chart(
             [(day.day, day.tokens) for day in days],
             title=f"Total tokens per day, {scope}",
@@ -27,10 +29,18 @@ def for_days(days: Sequence[Day], *, scope: str) -> tuple[SafeString, SafeString
             unit="streams",
         ),
     )
+    if all(day.cost is None for day in days):
+        return charts
+    cost = chart(
+        [(day.day, day.cost or Decimal(0)) for day in days],
+        title=f"Cost per day, {scope}",
+        unit="cost",
+    )
+    return (*charts, cost)
 
 
 def chart(
-    points: Sequence[tuple[dt.date, int]], *, title: str, unit: str
+    points: Sequence[tuple[dt.date, int | Decimal]], *, title: str, unit: str
 ) -> SafeString:
     """An accessible SVG bar chart, one bar per (day, value) point, oldest first.
 
@@ -62,24 +72,28 @@ def chart(
     )
 
 
-def _nice_ceiling(value: int) -> int:
-    """The smallest 1, 2 or 5 times a power of ten that is at least `value` (min 1)."""
-    magnitude = 1
-    while True:
-        for factor in (1, 2, 5):
-            if factor * magnitude >= value:
-                return factor * magnitude
-        magnitude *= 10
+def _nice_ceiling(value: int | Decimal) -> int | Decimal:
+    """The smallest 1, 2 or 5 times a power of ten that is at least `value` (1 for
+    nothing); below 1 only for amounts (a Decimal)."""
+    if value <= 0:
+        return 1
+    magnitude = Decimal(1).scaleb(Decimal(value).adjusted())
+    top = next(f * magnitude for f in (1, 2, 5, 10) if f * magnitude >= value)
+    return int(top) if isinstance(value, int) else top
 
 
-def _y(value: int, top: int) -> float:
+def _y(value: int | Decimal, top: int | Decimal) -> float:
     plot = _HEIGHT - _TOP - _BOTTOM
     return _TOP + plot - plot * value / top
 
 
-def _y_axis(top: int, unit: str) -> SafeString:
+def _y_axis(top: int | Decimal, unit: str) -> SafeString:
     ticks = []
-    for tick in (0, top // 2, top) if top >= 2 else (0, top):
+    if isinstance(top, Decimal):
+        marks = (0, top / 2, top)
+    else:
+        marks = (0, top // 2, top) if top >= 2 else (0, top)
+    for tick in marks:
         y = _num(_y(tick, top))
         ticks.append((_LEFT, _WIDTH - _RIGHT, y, y, _LEFT - 6, y, f"{tick:,}"))
     lines = format_html_join(
@@ -98,7 +112,7 @@ def _y_axis(top: int, unit: str) -> SafeString:
     )
 
 
-def _x_axis(points: Sequence[tuple[dt.date, int]], step: float) -> SafeString:
+def _x_axis(points: Sequence[tuple[dt.date, int | Decimal]], step: float) -> SafeString:
     def x_of(index: int) -> str:
         return _num(_LEFT + step * (index + 0.5))
 
@@ -122,7 +136,13 @@ def _x_axis(points: Sequence[tuple[dt.date, int]], step: float) -> SafeString:
 
 
 def _bar(
-    index: int, day: dt.date, value: int, *, top: int, step: float, unit: str
+    index: int,
+    day: dt.date,
+    value: int | Decimal,
+    *,
+    top: int | Decimal,
+    step: float,
+    unit: str,
 ) -> SafeString:
     # The whole column carries the tooltip, so an empty day can be hovered too.
     x = _LEFT + step * index

@@ -1,17 +1,19 @@
-"""Per-user limits: concurrent streams, stream starts per minute, tokens per day.
+"""Per-user limits: concurrent streams, stream starts per minute, tokens and cost per
+day.
 
 The database is the record of which streams run, so the first two limits are counted
 from it (`admit`): a stream holds its slot exactly while its row is in flight and its
 lease is fresh, so whatever ends it (its task, a drain, the reaper) or kills its
 process frees the slot, and a refused start writes nothing, so it costs nothing.
-The daily token budget is a counter in Django's cache (Redis in production), one
-atomic increment per charge.
+The daily budgets are counters in Django's cache (Redis in production), one atomic
+increment per count (`count`; a running stream counts through `budgets.Spending`).
 """
 
 import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -21,6 +23,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from streaming import caching
+from streaming.accounting import costs
 from streaming.errors import Refused
 from streaming.models import StreamLog, UsageLimit
 
@@ -42,6 +45,15 @@ class Limits:
     concurrent_streams: int
     starts_per_minute: int
     tokens_per_day: int  # 0: unlimited
+    cost_per_day: Decimal = Decimal(0)  # in the currency of MODEL_PRICES; 0: unlimited
+
+
+@dataclass(frozen=True)
+class Spent:
+    """Today's counters of one user."""
+
+    tokens: int
+    cost: int  # in costs.UNIT
 
 
 def limits_for(user_id: int) -> Limits:
@@ -73,6 +85,7 @@ def _load_limits(user_id: int) -> Limits:
         ),
         starts_per_minute=pick("starts_per_minute", settings.LIMIT_STARTS_PER_MINUTE),
         tokens_per_day=pick("tokens_per_day", settings.LIMIT_TOKENS_PER_DAY),
+        cost_per_day=pick("cost_per_day", settings.LIMIT_COST_PER_DAY),
     )
 
 
@@ -127,33 +140,46 @@ def _check_starts(user_id: int, limits: Limits, now: datetime) -> None:
 
 
 def _check_budget(user_id: int, limits: Limits) -> None:
-    if not limits.tokens_per_day:
+    if not (limits.tokens_per_day or limits.cost_per_day):
         return
     now = time.time()
+    keys = _day_key("tokens", user_id, now), _day_key("cost", user_id, now)
     try:
-        used = cache.get(_day_key(user_id, now), 0)
+        used = cache.get_many(keys)
     except Exception:
         return  # a cache that is away does not stop starts; the charge counts later
-    if used >= limits.tokens_per_day:
-        raise _budget_exceeded(now)
+    spent = Spent(used.get(keys[0], 0), used.get(keys[1], 0))
+    if spent.tokens >= (limits.tokens_per_day or math.inf) or spent.cost >= (
+        costs.units(limits.cost_per_day) or math.inf
+    ):
+        raise budget_exceeded(spent, limits)
 
 
-async def charge(user_id: int, tokens: int, *, budget: int) -> None:
-    """Add `tokens` (negative to correct an estimate) to today's count; raise
-    `LimitExceeded` once it is over `budget` (the user's tokens_per_day; 0: none)."""
-    if not tokens:
-        return
+def count(user_id: int, *, tokens: int, cost: int | None) -> Spent:
+    """Add `tokens` and `cost` (in costs.UNIT; negative to correct an estimate) to
+    today's counters and return them; `cost` None leaves the cost counter alone (0).
+    Synchronous: call it through `caching.call`."""
     now = time.time()
-    used = await caching.call(
-        _increment, _day_key(user_id, now), ttl=2 * 86400, by=tokens
+    return Spent(
+        _add(_day_key("tokens", user_id, now), tokens),
+        0 if cost is None else _add(_day_key("cost", user_id, now), cost),
     )
-    if tokens > 0 and budget and used > budget:
-        raise _budget_exceeded(now)
 
 
-def _budget_exceeded(now: float) -> LimitExceeded:
+def is_over(spent: Spent, limits: Limits) -> bool:
+    """Whether a day's spending went past either budget."""
+    return spent.tokens > (limits.tokens_per_day or math.inf) or spent.cost > (
+        costs.units(limits.cost_per_day) or math.inf
+    )
+
+
+def budget_exceeded(spent: Spent, limits: Limits) -> LimitExceeded:
+    """The refusal for a spent budget; it says which one."""
+    now = time.time()
     wait = 86400 - int(now % 86400)
-    message = "Today's token budget is spent; it renews at midnight UTC."
+    budget = limits.tokens_per_day
+    kind = "token" if budget and spent.tokens >= budget else "cost"
+    message = f"Today's {kind} budget is spent; it renews at midnight UTC."
     return LimitExceeded("budget_exceeded", message, wait)
 
 
@@ -166,8 +192,12 @@ def _forget_limits(instance: UsageLimit, **kwargs: object) -> None:
     cache.delete(_limits_key(instance.user_id))
 
 
-def _day_key(user_id: int, now: float) -> str:
-    return f"limit:tokens:{user_id}:{int(now // 86400)}"
+def _day_key(counter: str, user_id: int, now: float) -> str:
+    return f"limit:{counter}:{user_id}:{int(now // 86400)}"
+
+
+def _add(key: str, by: int) -> int:
+    return _increment(key, ttl=2 * 86400, by=by) if by else cache.get(key, 0)
 
 
 def _increment(key: str, *, ttl: int, by: int = 1) -> int:

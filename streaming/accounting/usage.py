@@ -1,4 +1,4 @@
-"""Usage accounting: streams and tokens per user per UTC day, as rows and CSV
+"""Usage accounting: streams, tokens and cost per user per UTC day, as rows and CSV
 (the charts are in `charts`).
 
 Everything counts by the day a stream started, in UTC, whatever the site time zone.
@@ -9,11 +9,13 @@ import datetime as dt
 import io
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
+from streaming.accounting import costs
 from streaming.models import StreamLog
 
 FAILED = (StreamLog.Status.ERROR, StreamLog.Status.INTERRUPTED)
@@ -26,6 +28,18 @@ CSV_HEADER = (
     "output_tokens",
     "total_tokens",
     "estimated_rows",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost",
+)
+# Summed per row, as the row's field of the same name.
+_SUMMED = (
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
 )
 # Spreadsheets run a cell starting with one of these as a formula.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -40,9 +54,13 @@ class Row:
     username: str
     streams: int
     errors: int
-    input_tokens: int
-    output_tokens: int
+    input_tokens: int  # the whole prompts, the cached parts included
+    output_tokens: int  # the reasoning included
     estimated: int  # streams whose token counts are our estimate
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost: Decimal | None = None  # None: none of the streams had a price
 
     @property
     def total_tokens(self) -> int:
@@ -56,6 +74,7 @@ class Day:
     day: dt.date
     streams: int
     tokens: int
+    cost: Decimal | None = None
 
 
 def today() -> dt.date:
@@ -84,9 +103,9 @@ def rows(*, since: dt.date, user_id: int | None = None) -> list[Row]:
         .annotate(
             streams=Count("id"),
             errors=Count("id", filter=Q(status__in=FAILED)),
-            input_sum=Coalesce(Sum("input_tokens"), 0),
-            output_sum=Coalesce(Sum("output_tokens"), 0),
+            **{f"{name}_sum": Coalesce(Sum(name), 0) for name in _SUMMED},
             estimated=Count("id", filter=Q(tokens_estimated=True)),
+            cost_sum=Sum("cost"),
         )
         .order_by("-day", "user__username", "user_id")
     )
@@ -97,35 +116,52 @@ def rows(*, since: dt.date, user_id: int | None = None) -> list[Row]:
             username=group["user__username"],
             streams=group["streams"],
             errors=group["errors"],
-            input_tokens=group["input_sum"],
-            output_tokens=group["output_sum"],
             estimated=group["estimated"],
+            cost=_exact(group["cost_sum"]),
+            **{name: group[f"{name}_sum"] for name in _SUMMED},
         )
         for group in grouped
     ]
 
 
-def totals(rows: Iterable[Row]) -> dict[str, int]:
+def totals(rows: Iterable[Row]) -> dict[str, int | Decimal | None]:
     """The column sums of `rows`, for a table footer."""
-    sums = dict.fromkeys(
-        ("streams", "errors", "input_tokens", "output_tokens", "estimated"), 0
-    )
+    sums = dict.fromkeys(("streams", "errors", *_SUMMED, "estimated"), 0)
+    cost = None
     for row in rows:
         for name in sums:
             sums[name] += getattr(row, name)
-    return sums | {"total_tokens": sums["input_tokens"] + sums["output_tokens"]}
+        cost = _add(cost, row.cost)
+    total = sums["input_tokens"] + sums["output_tokens"]
+    return sums | {"total_tokens": total, "cost": cost}
 
 
 def daily(rows: Iterable[Row], *, since: dt.date, until: dt.date) -> list[Day]:
     """Every day from `since` to `until` inclusive, summed over users; zero when idle."""
     streams: dict[dt.date, int] = {}
     tokens: dict[dt.date, int] = {}
+    cost: dict[dt.date, Decimal | None] = {}
     for row in rows:
         streams[row.day] = streams.get(row.day, 0) + row.streams
         tokens[row.day] = tokens.get(row.day, 0) + row.total_tokens
+        cost[row.day] = _add(cost.get(row.day), row.cost)
     span = (until - since).days + 1
     days = [since + dt.timedelta(days=offset) for offset in range(span)]
-    return [Day(day, streams.get(day, 0), tokens.get(day, 0)) for day in days]
+    return [
+        Day(day, streams.get(day, 0), tokens.get(day, 0), cost.get(day)) for day in days
+    ]
+
+
+def _exact(cost: Decimal | None) -> Decimal | None:
+    # To the stored precision: SQLite sums decimals as floats.
+    return None if cost is None else cost.quantize(costs.UNIT)
+
+
+def _add(total: Decimal | None, cost: Decimal | None) -> Decimal | None:
+    """A sum of costs that stays None while none is known."""
+    if cost is None:
+        return total
+    return cost if total is None else total + cost
 
 
 def to_csv(rows: Iterable[Row]) -> str:
@@ -144,6 +180,10 @@ def to_csv(rows: Iterable[Row]) -> str:
                 row.output_tokens,
                 row.total_tokens,
                 row.estimated,
+                row.cached_input_tokens,
+                row.cache_write_tokens,
+                row.reasoning_tokens,
+                "" if row.cost is None else row.cost,
             )
         )
     return out.getvalue()

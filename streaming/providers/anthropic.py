@@ -18,6 +18,7 @@ from streaming.providers.base import (
     ProviderError,
     TextDelta,
     Usage,
+    count,
     error_for_status,
     sdk_error,
     token_limit,
@@ -33,6 +34,14 @@ _STREAM_ERROR_STATUS = {
     "rate_limit_error": 429,
     "api_error": 500,
     "overloaded_error": 529,
+}
+# The usage fields we keep, as Anthropic names them.
+_COUNTED = {
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "thinking_tokens",
 }
 
 
@@ -105,7 +114,7 @@ def _parameters(options: Options) -> dict[str, Any]:
 
 
 async def _deltas(lines: AsyncIterator[str]) -> AsyncIterator[TextDelta | Usage]:
-    input_tokens = output_tokens = None
+    counts: dict[str, int] = {}
     async for event, data in wire.events(lines):
         if event == "ping":
             continue
@@ -117,17 +126,48 @@ async def _deltas(lines: AsyncIterator[str]) -> AsyncIterator[TextDelta | Usage]
                     if delta.get("type") == "text_delta" and delta["text"]:
                         yield TextDelta(delta["text"])
                 case "message_start":
-                    input_tokens = payload["message"]["usage"].get("input_tokens")
+                    _count(counts, payload["message"].get("usage"))
                 case "message_delta":
-                    output_tokens = payload.get("usage", {}).get("output_tokens")
+                    _count(counts, payload.get("usage"))
                 case "message_stop":
-                    yield Usage(input_tokens, output_tokens)
+                    yield _usage(counts)
                     return
                 case "error":
                     raise _stream_error(payload.get("error"))
         except (KeyError, TypeError, AttributeError):
             raise BadUpstream() from None
     raise Incomplete()
+
+
+def _count(counts: dict[str, int], usage: dict[str, Any] | None) -> None:
+    """Take the counts of one event's usage into `counts`. Both `message_start` and
+    every `message_delta` carry usage, cumulative: the last count of each field wins
+    (a gateway may send `input_tokens: 0` at the start and the real count later)."""
+    if usage is None:
+        return
+    details = usage.get("output_tokens_details") or {}
+    for name, value in [
+        *usage.items(),
+        ("thinking_tokens", details.get("thinking_tokens")),
+    ]:
+        if name in _COUNTED and (tokens := count(value)) is not None:
+            counts[name] = tokens
+
+
+def _usage(counts: dict[str, int]) -> Usage:
+    """Anthropic's `input_tokens` leaves out the prompt tokens read from or written to
+    its cache; our `input_tokens` counts the whole prompt (as OpenAI's does)."""
+    cached = counts.get("cache_read_input_tokens")
+    written = counts.get("cache_creation_input_tokens")
+    uncached = counts.get("input_tokens")
+    return Usage(
+        None if uncached is None else uncached + (cached or 0) + (written or 0),
+        counts.get("output_tokens"),
+        cached_input_tokens=cached,
+        cache_write_tokens=written,
+        # Thinking is in output_tokens; newer APIs say how much of it in the details.
+        reasoning_tokens=counts.get("thinking_tokens"),
+    )
 
 
 def _stream_error(error: Any) -> ProviderError:

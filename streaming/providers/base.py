@@ -51,8 +51,25 @@ class TextDelta:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """What the provider counted; None where it reported nothing.
+
+    `input_tokens` counts the whole prompt, cached or not: `cached_input_tokens` of
+    them were read from the provider's prompt cache and `cache_write_tokens` written
+    to it. `reasoning_tokens` of the `output_tokens` were the model's reasoning.
+    """
+
     input_tokens: int | None
     output_tokens: int | None
+    cached_input_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+
+def count(value: Any) -> int | None:
+    """A token count as a provider sent it, or None for anything but a count."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
 
 
 class ProviderError(Exception):

@@ -19,6 +19,7 @@ from streaming.providers.base import (
     TextDelta,
     Unavailable,
     Usage,
+    count,
     error_for_status,
     sdk_error,
     token_limit,
@@ -101,9 +102,7 @@ async def _deltas(lines: AsyncIterator[str]) -> AsyncIterator[TextDelta | Usage]
             texts = [(choice.get("delta") or {}).get("content") for choice in choices]
             usage = chunk.get("usage")
             if usage:
-                usage = Usage(
-                    usage.get("prompt_tokens"), usage.get("completion_tokens")
-                )
+                usage = _usage(usage)
         except (AttributeError, TypeError):
             raise BadUpstream() from None
         for text in texts:
@@ -112,6 +111,19 @@ async def _deltas(lines: AsyncIterator[str]) -> AsyncIterator[TextDelta | Usage]
         if usage:
             yield usage
     raise Incomplete()
+
+
+def _usage(usage: dict[str, Any]) -> Usage:
+    """OpenAI's `prompt_tokens` counts the cached tokens too, and `completion_tokens`
+    the reasoning ones; the details (when sent) say how many."""
+    prompt = usage.get("prompt_tokens_details") or {}
+    completion = usage.get("completion_tokens_details") or {}
+    return Usage(
+        count(usage.get("prompt_tokens")),
+        count(usage.get("completion_tokens")),
+        cached_input_tokens=count(prompt.get("cached_tokens")),
+        reasoning_tokens=count(completion.get("reasoning_tokens")),
+    )
 
 
 def _stream_error(error: Any) -> ProviderError:

@@ -22,6 +22,7 @@ import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -135,7 +136,9 @@ async def read(stream_id: int, after: int = 0) -> Record | None:
     return Record(after, "".join(parts), ending, outcome)
 
 
-def _isoformat(value: datetime) -> str:
+def _isoformat(value: datetime | Decimal) -> str:
+    if isinstance(value, Decimal):  # a cost, exactly
+        return str(value)
     return value.isoformat()  # to the microsecond, unlike DjangoJSONEncoder
 
 

@@ -11,6 +11,7 @@ writes the row, which frees the slot.
 
 import asyncio
 import logging
+import math
 import time
 from contextlib import aclosing
 from typing import Literal
@@ -21,7 +22,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from streaming import conversations, providers
-from streaming.accounting import limits, tokens
+from streaming.accounting import budgets, costs, limits, tokens
 from streaming.conversations import Client, Turn
 from streaming.errors import StreamError
 from streaming.models import StreamLog
@@ -39,9 +40,6 @@ from streaming.relay.feed import Broadcast, Ending
 from streaming.relay.outcome import Progress
 
 logger = logging.getLogger(__name__)
-
-# How often a running stream counts its tokens against the user's daily budget.
-_BUDGET_CHECK_SECONDS = 1.0
 
 _CANCELLED = {
     "stopped": "The answer was stopped.",
@@ -86,7 +84,8 @@ async def start(
         system_prompt=options.system or "",
     )
     try:
-        progress = Progress(user.pk, user_limits.tokens_per_day)
+        price = costs.price_of(turn.stream.model)
+        progress = Progress(budgets.Spending(user.pk, user_limits, price))
         await _spawn(hub_, turn, progress, options)
     except BaseException:
         await outcome.abandon(turn.stream.pk)
@@ -201,7 +200,8 @@ async def _relay(
 ) -> None:
     now = time.monotonic()
     next_checkpoint = now + settings.STREAM_CHECKPOINT_SECONDS
-    next_budget_check = now + _BUDGET_CHECK_SECONDS
+    spending = progress.spending
+    next_budget_check = now + budgets.CHECK_SECONDS if spending.applies else math.inf
     saving: asyncio.Task[None] | None = None  # the checkpoint being written
     normalise = Normaliser()
     deltas = provider.stream(messages, model=stream.model, options=options)
@@ -219,8 +219,9 @@ async def _relay(
                 progress.ttft_ms = progress.elapsed_ms()
             broadcast.append(text)
             now = time.monotonic()
-            if now >= next_budget_check:
-                next_budget_check = now + _BUDGET_CHECK_SECONDS
+            # Every token: past what the last count allows, count now.
+            if spending.crosses(broadcast.length) or now >= next_budget_check:
+                next_budget_check = now + budgets.CHECK_SECONDS
                 await _charge_output(stream, broadcast, progress)
             if now >= next_checkpoint:
                 next_checkpoint = now + settings.STREAM_CHECKPOINT_SECONDS
@@ -233,23 +234,20 @@ async def _relay(
 async def _charge_output(
     stream: StreamLog, broadcast: Broadcast, progress: Progress
 ) -> None:
-    """Count the prompt and the answer so far against the user's daily budget
+    """Count the prompt and the answer so far against the user's daily budgets
     (raises when spent).
 
     A cache that is briefly away does not stop the answer: the tokens are counted at
     the next check, or at the end."""
-    spent = progress.prompt_tokens + tokens.estimate_length(broadcast.length)
     try:
-        await limits.charge(
-            stream.user_id, spent - progress.charged, budget=progress.budget
+        await progress.spending.charge(
+            input_tokens=progress.prompt_tokens,
+            output_tokens=tokens.estimate_length(broadcast.length),
         )
     except limits.LimitExceeded:
-        progress.charged = spent  # charge() counted them before it raised
         raise
     except Exception:
         logger.warning("stream %s: could not count tokens; will retry", stream.pk)
-    else:
-        progress.charged = spent
 
 
 class Normaliser:

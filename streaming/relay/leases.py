@@ -19,11 +19,20 @@ from django.db.models.functions import Coalesce, Length
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from streaming.accounting import tokens
+from streaming.accounting import costs, tokens
 from streaming.models import StreamLog
 from streaming.relay import background, framelog, hub
 
 logger = logging.getLogger(__name__)
+
+# What a reaped row's cost is computed from: its model and counts.
+_COUNTS = (
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+)
 
 INTERRUPTED_MESSAGE = (
     "The server generating this answer stopped; the answer is incomplete."
@@ -129,4 +138,19 @@ def _end(stream_ids: list[int], records: dict[int, framelog.Record]) -> int:
             .filter(pk__in=rest)
             .update(**interrupted, output_tokens=tokens.estimate_sql("response"))
         )
+    _price(stream_ids)
     return ended
+
+
+def _price(stream_ids: list[int]) -> None:
+    """Give the reaped rows of priced models the cost of their (estimated) usage."""
+    if not settings.MODEL_PRICES:
+        return
+    reaped = StreamLog.objects.filter(
+        pk__in=stream_ids, cost__isnull=True, status=StreamLog.Status.INTERRUPTED
+    )
+    for log in reaped.only(*_COUNTS):
+        price = costs.price_of(log.model)
+        if price is not None:
+            cost = price.cost(**{name: getattr(log, name) or 0 for name in _COUNTS[1:]})
+            StreamLog.objects.filter(pk=log.pk).update(cost=cost)

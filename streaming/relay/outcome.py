@@ -5,7 +5,8 @@ concurrency slot (`accounting.limits` counts rows in flight)."""
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -13,7 +14,9 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
-from streaming.accounting import limits, tokens
+from streaming.accounting import tokens
+from streaming.accounting.budgets import Spending
+from streaming.accounting.costs import Price
 from streaming.models import StreamLog
 from streaming.providers.base import Usage
 from streaming.relay import hub
@@ -26,14 +29,12 @@ logger = logging.getLogger(__name__)
 class Progress:
     """What one stream has done so far, as its outcome counts it."""
 
-    user_id: int
-    budget: int  # the user's tokens per day (0: unlimited)
+    spending: Spending  # against the user's daily budgets
     prompt_tokens: int = 0  # estimated, until the provider reports usage
     started: float = field(default_factory=time.monotonic)
     ttft_ms: int | None = None
     usage: Usage | None = None
     attempts: int = 0
-    charged: int = 0  # tokens counted against the daily budget so far
 
     def elapsed_ms(self) -> int:
         return round((time.monotonic() - self.started) * 1000)
@@ -62,11 +63,11 @@ async def finish(
         await hub.get().close(stream.pk, ending, outcome=fields)
         await _save_final(stream.pk, fields)
     finally:
-        await _settle(progress, usage, stream_id=stream.pk)
+        await _settle(progress, usage, fields["cost"], stream_id=stream.pk)
     logger.info(
         "stream finished id=%s user=%s provider=%s model=%s status=%s ttft_ms=%s "
         "duration_ms=%s input_tokens=%s output_tokens=%s estimated=%s attempts=%s "
-        "chars=%s",
+        "chars=%s cost=%s",
         stream.pk,
         stream.user_id,
         stream.provider,
@@ -79,6 +80,7 @@ async def finish(
         estimated,
         fields["attempts"],
         broadcast.length,
+        fields["cost"],
     )
 
 
@@ -100,8 +102,12 @@ def _fields(
         "ttft_ms": progress.ttft_ms,
         "duration_ms": progress.elapsed_ms(),
         "input_tokens": usage.input_tokens,
+        "cached_input_tokens": usage.cached_input_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
         "output_tokens": usage.output_tokens,
+        "reasoning_tokens": usage.reasoning_tokens,
         "tokens_estimated": estimated,
+        "cost": _cost(progress.spending.price, usage),
         "attempts": max(progress.attempts, 1),
         "finished_at": timezone.now(),
     }
@@ -117,24 +123,39 @@ def _usage(progress: Progress, length: int) -> tuple[Usage, bool]:
         input_tokens = progress.prompt_tokens if progress.attempts else 0
     if output_tokens is None:
         output_tokens = tokens.estimate_length(length)
-    return Usage(input_tokens, output_tokens), estimated
+    return replace(reported, input_tokens=input_tokens, output_tokens=output_tokens), (
+        estimated
+    )
+
+
+def _cost(price: Price | None, usage: Usage) -> Decimal | None:
+    if price is None:
+        return None
+    return price.cost(
+        input_tokens=usage.input_tokens or 0,
+        output_tokens=usage.output_tokens or 0,
+        cached_input_tokens=usage.cached_input_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+    )
 
 
 def _usage_dict(usage: Usage) -> dict[str, int | None]:
     return {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
 
 
-async def _settle(progress: Progress, usage: Usage, *, stream_id: int) -> None:
+async def _settle(
+    progress: Progress, usage: Usage, cost: Decimal | None, *, stream_id: int
+) -> None:
     """Replace the running estimate with the final count."""
     try:
-        spent = (usage.input_tokens or 0) + (usage.output_tokens or 0)
-        await limits.charge(
-            progress.user_id, spent - progress.charged, budget=progress.budget
+        await progress.spending.charge(
+            input_tokens=usage.input_tokens or 0,
+            output_tokens=usage.output_tokens or 0,
+            cost=cost,
+            final=True,
         )
-    except limits.LimitExceeded:
-        pass  # the answer is over; the next start will be refused
     except Exception:
-        logger.exception("stream %s: could not update the token budget", stream_id)
+        logger.exception("stream %s: could not update the daily budgets", stream_id)
 
 
 async def abandon(stream_id: int) -> None:

@@ -87,6 +87,10 @@ def test_the_report_sums_usage_per_user_per_utc_day(
         "output_tokens": 223,
         "total_tokens": 345,
         "estimated": 2,
+        "cached_input_tokens": 0,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
+        "cost": None,
     }
     page = response.content.decode()
     assert f"<td>{_day(1).isoformat()}</td>" in page
@@ -225,9 +229,26 @@ def test_the_csv_export_has_the_rows_and_defuses_formulas(
             "output_tokens",
             "total_tokens",
             "estimated_rows",
+            "cached_input_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+            "cost",
         ],
-        [_day(0).isoformat(), "alice", "1", "0", "3", "4", "7", "0"],
-        [_day(2).isoformat(), f"'{name}", "1", "1", "5", "6", "11", "1"],
+        [_day(0).isoformat(), "alice", "1", "0", "3", "4", "7", "0", "0", "0", "0", ""],
+        [
+            _day(2).isoformat(),
+            f"'{name}",
+            "1",
+            "1",
+            "5",
+            "6",
+            "11",
+            "1",
+            "0",
+            "0",
+            "0",
+            "",
+        ],
     ]
 
 
@@ -239,7 +260,7 @@ def test_the_csv_export_follows_the_filters(admin_client, alice, bob, make_log):
     response = admin_client.get(USAGE_URL, {"format": "csv", "user": "bob", "days": 7})
 
     lines = response.content.decode().splitlines()
-    assert lines[1:] == [f"{_day(0).isoformat()},bob,1,0,3,4,7,0"]
+    assert lines[1:] == [f"{_day(0).isoformat()},bob,1,0,3,4,7,0,0,0,0,"]
     page = admin_client.get(USAGE_URL, {"user": "bob", "days": 7}).content.decode()
     assert 'href="?user=bob&amp;days=7&amp;format=csv"' in page
 
