@@ -20,7 +20,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
 
-from streaming import caching
+from streaming import caching, shards
 from streaming.errors import Refused
 from streaming.models import StreamLog, UsageLimit
 
@@ -158,7 +158,7 @@ def _budget_exceeded(now: float) -> LimitExceeded:
 
 
 def _limits_key(user_id: int) -> str:
-    return f"limits:{user_id}"
+    return f"limits:{shards.user_tag(user_id)}"  # a user's keys on one Redis server
 
 
 @receiver([post_save, post_delete], sender=UsageLimit)
@@ -167,7 +167,7 @@ def _forget_limits(instance: UsageLimit, **kwargs: object) -> None:
 
 
 def _day_key(user_id: int, now: float) -> str:
-    return f"limit:tokens:{user_id}:{int(now // 86400)}"
+    return f"limit:tokens:{shards.user_tag(user_id)}:{int(now // 86400)}"
 
 
 def _increment(key: str, *, ttl: int, by: int = 1) -> int:

@@ -186,16 +186,30 @@ class Hub:
                     logger.exception("could not follow other processes' streams")
 
     async def _flush(self, *, failing: bool) -> bool:
-        """Log new text, then publish it to watching processes; True while failing."""
+        """Log new text, then publish it to watching processes; True while failing.
+        A Redis server that fails holds up only the streams that live on it."""
+        problem: Exception | None = None
+        unlogged: set[int] = set()
         try:
             await self.writer.flush(self.owned.values())
-            for broadcast in list(self.owned.values()):
-                if broadcast.is_watched and broadcast.published < broadcast.length:
+        except framelog.Unlogged as error:
+            problem, unlogged = error, error.stream_ids
+        except Exception as error:
+            problem, unlogged = error, set(self.owned)
+        for broadcast in list(self.owned.values()):
+            if broadcast.stream_id in unlogged:
+                continue  # published once logged, so the log covers every gap
+            if broadcast.is_watched and broadcast.published < broadcast.length:
+                try:
                     await self.fanout.publish(broadcast, broadcast.published)
-        except Exception:
+                except Exception as error:
+                    problem = problem or error
+        if problem is not None:
             # Redis is away: say so once, not every window, and keep retrying.
             if not failing:
-                logger.exception("stream fan-out failed; retrying every window")
+                logger.error(
+                    "stream fan-out failed; retrying every window", exc_info=problem
+                )
             return True
         if failing:
             logger.warning("stream fan-out works again")
