@@ -10,7 +10,7 @@ import pytest
 import redis
 from django.core.cache import cache
 
-from streaming import shards
+from streaming import pools, shards
 from streaming.accounting import limits
 from streaming.relay import framelog
 from streaming.relay.feed import Ending
@@ -80,15 +80,20 @@ def test_the_cache_keeps_each_key_on_one_server(sharded):
 
 
 async def test_a_users_counters_live_on_one_server_and_count_exactly(sharded):
+    def shard(key: str) -> int:
+        return shards.index(cache.make_key(key), 2)
+
+    now = time.time()
+    for user in range(1, 21):
+        assert shard(limits._limits_key(user)) == shard(limits._day_key(user, now))
     user_id = 4242
-    day = limits._day_key(user_id, time.time())
-    shard = shards.index(cache.make_key(day), 2)
-    assert shards.index(cache.make_key(limits._limits_key(user_id)), 2) == shard
+    day = limits._day_key(user_id, now)
+    home = shard(day)
 
     await asyncio.gather(*(limits.charge(user_id, 5, budget=0) for _ in range(40)))
 
-    assert int(sharded[shard].get(cache.make_key(day))) == 200
-    assert not sharded[1 - shard].exists(cache.make_key(day))
+    assert int(sharded[home].get(cache.make_key(day))) == 200
+    assert not sharded[1 - home].exists(cache.make_key(day))
 
 
 async def test_a_dead_server_fails_only_the_streams_logged_on_it(sharded, redis_shards):
@@ -122,6 +127,29 @@ async def test_a_dead_server_fails_only_the_streams_logged_on_it(sharded, redis_
     with pytest.raises(redis.ConnectionError):
         await framelog.read(first)
     framelog._clients.pop(asyncio.get_running_loop(), None)
+
+
+@pytest.mark.parametrize("layer", ["pubsub", "core"])
+async def test_each_streams_channel_groups_are_on_the_server_of_its_keys(
+    sharded, redis_shards, layer
+):
+    classes = {"pubsub": pools.RedisPubSubChannelLayer, "core": pools.RedisChannelLayer}
+    channels = classes[layer](hosts=[s.url for s in redis_shards], prefix="t")
+    channel = await channels.new_channel()
+    for stream in range(1, 21):
+        await channels.group_add(f"stream.{stream}.viewers", channel)
+
+    for stream in range(1, 21):
+        if layer == "pubsub":
+            name = f"t__group__stream.{stream}.viewers"
+            found = [bool(c.pubsub_channels(name)) for c in sharded]
+        else:
+            found = [
+                bool(c.exists(f"t:group:stream.{stream}.viewers")) for c in sharded
+            ]
+        assert found.index(True) == shards.index(shards.stream_tag(stream), 2)
+        assert sum(found) == 1
+    await channels.flush()
 
 
 @pytest.mark.django_db

@@ -197,7 +197,9 @@ async def test_a_dead_server_ends_only_the_cross_process_views_of_its_streams(
     # Across processes, the stream on the live server goes on to its end...
     alive = far[1 - dead]
     assert token_text(alive.events) == expected and alive.events[-1].event == "done"
-    assert len(offsets(alive.events)) > 20
+    # Live all along (about one frame a fan-out window; 199 in a run here), not
+    # caught up from the frame log once the owner's publishing gave up (19).
+    assert len(offsets(alive.events)) > 60
     # ...and the one on the dead server ends with a retryable error, whose resume
     # (once its owner has finished) has the rest, exactly.
     error = far[dead].events[-1]
