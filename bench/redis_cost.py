@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What one stream costs Redis and PostgreSQL, and what that lets N servers carry.
 
-    .venv/bin/python bench/redis_cost.py                    # about a minute on 2 cores
+    .venv/bin/python bench/redis_cost.py                    # about 2 minutes on 2 cores
     .venv/bin/python bench/redis_cost.py --streams 50 --tokens 500 --shards 1
 
 Runs `--streams` paced streams (`--tokens` at one per `--delay-ms`: 50 tokens/s by
@@ -187,7 +187,7 @@ def main() -> None:
     args = parser.parse_args()
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     args.outdir = args.outdir or HERE / "results" / f"redis-cost-{stamp}"
-    servers = []
+    servers, env = [], {}
     try:
         ports = [free_port() for _ in range(args.shards)]
         for port in ports:
@@ -207,6 +207,10 @@ def main() -> None:
         }
     finally:
         stop_all(servers)
+        if "DATABASE_URL" in env:
+            drop = f"drop database {env['DATABASE_URL'].rpartition('/')[2]}"
+            server = args.database_url.rpartition("/")[0]
+            subprocess.run(["psql", f"{server}/postgres", "-qAtc", drop], check=False)
     print(json.dumps(report, indent=2))
     (args.outdir / "redis_cost.json").write_text(json.dumps(report, indent=2))
 

@@ -135,39 +135,16 @@ class Fanout:
 
     async def tend(self) -> None:
         """Once a watch interval: leave mirrors nobody reads, renew the others' watch,
-        and settle those whose owner went quiet."""
-        now = time.monotonic()
-        failed: Exception | None = None
+        and settle those whose owner went quiet; each on its own, so a Redis server
+        that fails holds up only the streams on it. Raises the last failure."""
+        now, failed = time.monotonic(), None
         for mirror in list(self.mirrors.values()):
-            # Each on its own: a Redis server that fails holds up only its streams.
             try:
-                await self._tend(mirror, now)
+                await _tend(self, mirror, now)
             except Exception as error:
                 failed = error
         if failed is not None:
             raise failed
-
-    async def _tend(self, mirror: Mirror, now: float) -> None:
-        if not mirror.viewers and now - mirror.idle_since > MIRROR_LINGER:
-            del self.mirrors[mirror.stream_id]
-            await self.leave(viewers_group(mirror.stream_id))
-        elif mirror.ending is None:
-            quiet = now - mirror.last_heard > 2 * WATCH_INTERVAL
-            if quiet:
-                await _settle_if_finished(mirror)
-            if mirror.ending is not None:
-                return
-            try:
-                await self._watch(mirror)
-            except Exception:
-                if quiet:
-                    # The owner is out of reach (its Redis server is away): viewers
-                    # get a retryable error, and come back to a fresh mirror.
-                    del self.mirrors[mirror.stream_id]
-                    mirror.end(_unreachable(StreamLog.Status.STREAMING))
-                    with contextlib.suppress(Exception):
-                        await self.leave(viewers_group(mirror.stream_id))
-                raise
 
     async def _watch(self, mirror: Mirror, *, soon: bool = False) -> None:
         now = time.monotonic()
@@ -236,6 +213,31 @@ class Fanout:
         "stream.watch": _on_watch,
         "stream.stop": _on_stop,
     }
+
+
+async def _tend(fanout: Fanout, mirror: Mirror, now: float) -> None:
+    if not mirror.viewers and now - mirror.idle_since > MIRROR_LINGER:
+        del fanout.mirrors[mirror.stream_id]
+        await fanout.leave(viewers_group(mirror.stream_id))
+        return
+    if mirror.ending is not None:
+        return
+    quiet = now - mirror.last_heard > 2 * WATCH_INTERVAL
+    if quiet:
+        await _settle_if_finished(mirror)
+        if mirror.ending is not None:
+            return
+    try:
+        await fanout._watch(mirror)
+    except Exception:
+        if quiet:
+            # The owner is out of reach (its Redis server is away): viewers get a
+            # retryable error, and come back to a fresh mirror.
+            del fanout.mirrors[mirror.stream_id]
+            mirror.end(_unreachable(StreamLog.Status.STREAMING))
+            with contextlib.suppress(Exception):
+                await fanout.leave(viewers_group(mirror.stream_id))
+        raise
 
 
 def _unreachable(status: str) -> Ending:
