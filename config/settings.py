@@ -159,6 +159,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# One redis:// URL, or several, comma separated: then every key, and every channel
+# group, lives on one of them, each stream's all on the same one (streaming/shards.py).
+REDIS_URLS = [url.strip() for url in REDIS_URL.split(",") if url.strip()]
+if any(not url.startswith(("redis://", "rediss://", "unix://")) for url in REDIS_URLS):
+    raise ImproperlyConfigured(
+        "REDIS_URL is a redis:// (rediss://, unix://) URL, or several, comma separated."
+    )
+if len(set(REDIS_URLS)) < len(REDIS_URLS):
+    raise ImproperlyConfigured("REDIS_URL names a server twice.")
 # Prefix of every Redis key and channel this deployment uses (to share one Redis).
 REDIS_PREFIX = env.str("REDIS_PREFIX", default="relay")
 # channels-redis offers two layers: "pubsub" (Redis pub/sub, about 0.3 ms of CPU a
@@ -166,8 +175,10 @@ REDIS_PREFIX = env.str("REDIS_PREFIX", default="relay")
 # 1.6-2 ms). Both are at-most-once; the hub replays whatever either loses.
 REDIS_CHANNEL_LAYER = env.str("REDIS_CHANNEL_LAYER", default="pubsub")
 _LAYERS = {
-    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
-    "core": "streaming.pools.RedisChannelLayer",  # channels-redis's, on waiting pools
+    # channels-redis's, each stream's groups on the shard of its keys; the core
+    # layer's on waiting pools
+    "pubsub": "streaming.pools.RedisPubSubChannelLayer",
+    "core": "streaming.pools.RedisChannelLayer",
 }
 # Each Redis pool (the cache's, the frame log's, the core layer's) holds at most
 # REDIS_POOL_SIZE connections per process; a caller that finds them all in use waits
@@ -177,7 +188,7 @@ REDIS_POOL_TIMEOUT_SECONDS = env.float("REDIS_POOL_TIMEOUT_SECONDS", default=5)
 if REDIS_URL:
     if REDIS_CHANNEL_LAYER not in _LAYERS:
         raise ImproperlyConfigured("REDIS_CHANNEL_LAYER must be 'pubsub' or 'core'.")
-    _layer_config = {"hosts": [REDIS_URL], "prefix": REDIS_PREFIX}
+    _layer_config = {"hosts": REDIS_URLS, "prefix": REDIS_PREFIX}
     if REDIS_CHANNEL_LAYER == "core":
         _layer_config["capacity"] = env.int("REDIS_CHANNEL_CAPACITY", default=100)
     CHANNEL_LAYERS = {
@@ -185,8 +196,9 @@ if REDIS_URL:
     }
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
+            # Not Django's RedisCache: it reads several servers as replicas of one.
+            "BACKEND": "streaming.shards.ShardedRedisCache",
+            "LOCATION": REDIS_URLS,
             "KEY_PREFIX": REDIS_PREFIX,
             "OPTIONS": {
                 "pool_class": "streaming.pools.CachePool",

@@ -27,3 +27,14 @@ async def call(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     if isinstance(caches["default"], LocMemCache):
         return fn(*args, **kwargs)
     return await sync_to_async(fn)(*args, **kwargs)
+
+
+async def attempt(
+    fn: Callable[..., T], /, *args: Any, default: Any = None, **kwargs: Any
+) -> T | Any:
+    """`call(fn, ...)`, or `default` if the cache is away (Redis, or the one of its
+    servers that holds the key): for lookups that the database can answer too."""
+    try:
+        return await call(fn, *args, **kwargs)
+    except Exception:
+        return default

@@ -9,17 +9,26 @@ Every pool registers itself here, so /healthz can tell when one stays exhausted.
 
 The cache's pool is Django's `RedisCache` `pool_class` (config/settings.py); the frame
 log's client and the "core" channel layer build theirs with `asyncio_pool()`. The
-"pubsub" layer publishes over one connection at a time and needs no bound.
+"pubsub" layer publishes over one connection at a time and needs no bound. With
+several Redis servers, each has its pools, and both layers put a stream's channel
+groups on the server that holds its keys (`streaming.shards`).
 """
 
+import asyncio
+import re
 import threading
 import weakref
 from typing import Any
 
 import redis
 from channels_redis.core import RedisChannelLayer as _CoreLayer
+from channels_redis.pubsub import RedisPubSubChannelLayer as _PubSubLayer
+from channels_redis.pubsub import RedisPubSubLoopLayer as _PubSubLoopLayer
+from channels_redis.utils import _wrap_close
 from django.conf import settings
 from redis import asyncio as aioredis
+
+from streaming import shards
 
 _Pool = redis.BlockingConnectionPool | aioredis.BlockingConnectionPool
 _registered: weakref.WeakKeyDictionary[_Pool, str] = weakref.WeakKeyDictionary()
@@ -61,12 +70,47 @@ def asyncio_pool(name: str, url: str, **kwargs: Any) -> aioredis.BlockingConnect
     return pool
 
 
+# A stream's channel groups (`relay.fanout`): "stream.<id>.owner", "stream.<id>.viewers".
+_STREAM_GROUP = re.compile(r"(?:^|_)stream\.(\d+)\.")
+
+
+def _shard_of(name: str, count: int) -> int:
+    """A stream's groups go to the shard of its keys; any other name by its hash."""
+    if match := _STREAM_GROUP.search(name):
+        return shards.index(shards.stream_tag(int(match[1])), count)
+    return shards.index(name, count)
+
+
 class RedisChannelLayer(_CoreLayer):
-    """channels-redis's "core" layer on waiting pools (its own pools raise)."""
+    """channels-redis's "core" layer on waiting pools (its own pools raise), each
+    stream's groups on the shard of its keys."""
 
     def create_pool(self, index: int) -> aioredis.BlockingConnectionPool:
         host = dict(self.hosts[index])
         return asyncio_pool("channel_layer", host.pop("address"), **host)
+
+    def consistent_hash(self, value: str | bytes) -> int:
+        name = value.decode() if isinstance(value, bytes) else value
+        return _shard_of(name, self.ring_size)
+
+
+class RedisPubSubChannelLayer(_PubSubLayer):
+    """channels-redis's "pubsub" layer, each stream's groups on the shard of its keys
+    (a group lives on one shard: its messages are published and subscribed there)."""
+
+    def _get_layer(self) -> _PubSubLoopLayer:
+        loop = asyncio.get_running_loop()
+        if loop not in self._layers:
+            self._layers[loop] = _ShardedLoopLayer(
+                *self._args, **self._kwargs, channel_layer=self
+            )
+            _wrap_close(self, loop)  # as channels-redis does: flushed as loops close
+        return self._layers[loop]
+
+
+class _ShardedLoopLayer(_PubSubLoopLayer):
+    def _get_shard(self, channel_or_group_name: str) -> Any:
+        return self._shards[_shard_of(channel_or_group_name, len(self._shards))]
 
 
 def usage() -> dict[str, dict[str, int]]:

@@ -315,6 +315,15 @@ def private_redis(tmp_path, redis_url) -> RedisServer:
     server.stop()
 
 
+@pytest.fixture
+def redis_shards(tmp_path, redis_url) -> list[RedisServer]:
+    """Two redis-servers of this test's own, for REDIS_URL to name both."""
+    servers = [RedisServer(tmp_path), RedisServer(tmp_path)]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def relay_env(
     django_db_setup, provider_server, anthropic_server, static_root

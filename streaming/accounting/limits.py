@@ -22,7 +22,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
 
-from streaming import caching
+from streaming import caching, shards
 from streaming.accounting import costs
 from streaming.errors import Refused
 from streaming.models import StreamLog, UsageLimit
@@ -184,7 +184,7 @@ def budget_exceeded(spent: Spent, limits: Limits) -> LimitExceeded:
 
 
 def _limits_key(user_id: int) -> str:
-    return f"limits:{user_id}"
+    return f"limits:{shards.user_tag(user_id)}"  # a user's keys on one Redis server
 
 
 @receiver([post_save, post_delete], sender=UsageLimit)
@@ -193,7 +193,7 @@ def _forget_limits(instance: UsageLimit, **kwargs: object) -> None:
 
 
 def _day_key(counter: str, user_id: int, now: float) -> str:
-    return f"limit:{counter}:{user_id}:{int(now // 86400)}"
+    return f"limit:{counter}:{shards.user_tag(user_id)}:{int(now // 86400)}"
 
 
 def _add(key: str, by: int) -> int:

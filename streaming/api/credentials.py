@@ -24,16 +24,19 @@ async def user_of(request: HttpRequest) -> AbstractBaseUser | None | bool:
     if scheme.lower() != "bearer":
         return None
     key_hash = ApiToken.hash(raw.strip())
-    user = await caching.call(cache.get, _token_key(key_hash))
+    # A cache that is away costs the database query, not the request.
+    user = await caching.attempt(cache.get, _token_key(key_hash))
     if user is None:
         user = await sync_to_async(_token_owner)(key_hash)
         if user is None:
             return False
-        await caching.call(cache.set, _token_key(key_hash), user, caching.CACHE_SECONDS)
+        await caching.attempt(
+            cache.set, _token_key(key_hash), user, caching.CACHE_SECONDS
+        )
     if not user.is_active:
         return False
     # Record use at most once a minute, so a busy token does not write per request.
-    if await caching.call(cache.add, f"token-used:{key_hash}", 1, 60):
+    if await caching.attempt(cache.add, f"token-used:{key_hash}", 1, 60):
         await ApiToken.objects.filter(key_hash=key_hash).aupdate(
             last_used_at=timezone.now()
         )

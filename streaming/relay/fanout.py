@@ -15,6 +15,7 @@ Channel messages, each handled by the `_on_<type>` method of its name:
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -129,27 +130,21 @@ class Fanout:
                 "stream %s: could not follow it across processes", stream.pk
             )
             del self.mirrors[stream.pk]
-            error = StreamError.of(
-                "unavailable",
-                "This answer is being generated elsewhere and cannot be reached right "
-                "now; try again shortly.",
-            )
-            return Feed(stream.pk, stream.response, Ending(stream.status, error=error))
+            return Feed(stream.pk, stream.response, _unreachable(stream.status))
         return mirror
 
     async def tend(self) -> None:
         """Once a watch interval: leave mirrors nobody reads, renew the others' watch,
-        and settle those whose owner went quiet."""
-        now = time.monotonic()
+        and settle those whose owner went quiet; each on its own, so a Redis server
+        that fails holds up only the streams on it. Raises the last failure."""
+        now, failed = time.monotonic(), None
         for mirror in list(self.mirrors.values()):
-            if not mirror.viewers and now - mirror.idle_since > MIRROR_LINGER:
-                del self.mirrors[mirror.stream_id]
-                await self.leave(viewers_group(mirror.stream_id))
-            elif mirror.ending is None:
-                if now - mirror.last_heard > 2 * WATCH_INTERVAL:
-                    await _settle_if_finished(mirror)
-                if mirror.ending is None:
-                    await self._watch(mirror)
+            try:
+                await _tend(self, mirror, now)
+            except Exception as error:
+                failed = error
+        if failed is not None:
+            raise failed
 
     async def _watch(self, mirror: Mirror, *, soon: bool = False) -> None:
         now = time.monotonic()
@@ -218,6 +213,40 @@ class Fanout:
         "stream.watch": _on_watch,
         "stream.stop": _on_stop,
     }
+
+
+async def _tend(fanout: Fanout, mirror: Mirror, now: float) -> None:
+    if not mirror.viewers and now - mirror.idle_since > MIRROR_LINGER:
+        del fanout.mirrors[mirror.stream_id]
+        await fanout.leave(viewers_group(mirror.stream_id))
+        return
+    if mirror.ending is not None:
+        return
+    quiet = now - mirror.last_heard > 2 * WATCH_INTERVAL
+    if quiet:
+        await _settle_if_finished(mirror)
+        if mirror.ending is not None:
+            return
+    try:
+        await fanout._watch(mirror)
+    except Exception:
+        if quiet:
+            # The owner is out of reach (its Redis server is away): viewers get a
+            # retryable error, and come back to a fresh mirror.
+            del fanout.mirrors[mirror.stream_id]
+            mirror.end(_unreachable(StreamLog.Status.STREAMING))
+            with contextlib.suppress(Exception):
+                await fanout.leave(viewers_group(mirror.stream_id))
+        raise
+
+
+def _unreachable(status: str) -> Ending:
+    error = StreamError.of(
+        "unavailable",
+        "This answer is being generated elsewhere and cannot be reached right "
+        "now; try again shortly.",
+    )
+    return Ending(status, error=error)
 
 
 async def backfill(mirror: Mirror) -> bool:

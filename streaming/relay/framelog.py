@@ -1,6 +1,7 @@
 """Each stream's text and ending, kept in Redis so any process can replay it exactly.
 
-One Redis stream per answer (`<prefix>:stream:<id>:log`). An entry's ID is the offset
+One Redis stream per answer (`<prefix>:stream:{s:<id>}:log`, on the server of its hash
+tag when REDIS_URL names several: `streaming.shards`). An entry's ID is the offset
 its text ends at (`<end>-0`), so the log is append-only and read by offset with one
 XRANGE; the ending is the last entry (`<length>-1`). The owning process appends once
 per fan-out window (`Writer`, driven by the hub); the whole log expires
@@ -19,7 +20,7 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -28,7 +29,7 @@ from typing import Any
 from django.conf import settings
 from redis import asyncio as aioredis
 
-from streaming import pools
+from streaming import pools, shards
 from streaming.relay.feed import Broadcast, Ending
 
 logger = logging.getLogger(__name__)
@@ -59,7 +60,16 @@ class Record:
         return self.start + len(self.text)
 
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
+class Unlogged(Exception):
+    """Some streams' entries were not appended: their Redis server failed (the cause).
+    Every other stream's were."""
+
+    def __init__(self, stream_ids: set[int]) -> None:
+        super().__init__(f"{len(stream_ids)} streams not logged")
+        self.stream_ids = stream_ids
+
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[aioredis.Redis]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -68,30 +78,62 @@ def enabled() -> bool:
     return bool(settings.REDIS_URL)
 
 
-def _client() -> aioredis.Redis:
+def _clients_here() -> list[aioredis.Redis]:
+    """A client of each Redis server, for this event loop."""
     loop = asyncio.get_running_loop()
     if loop not in _clients:
-        pool = pools.asyncio_pool(
-            "frame_log",
-            settings.REDIS_URL,
-            socket_timeout=5,
-            socket_connect_timeout=2,
-            health_check_interval=30,
-        )
-        _clients[loop] = aioredis.Redis.from_pool(pool)
+        _clients[loop] = [
+            aioredis.Redis.from_pool(
+                pools.asyncio_pool(
+                    "frame_log",
+                    url,
+                    socket_timeout=5,
+                    socket_connect_timeout=2,
+                    health_check_interval=30,
+                )
+            )
+            for url in settings.REDIS_URLS
+        ]
     return _clients[loop]
 
 
+def _client(stream_id: int) -> aioredis.Redis:
+    """The client of the server that holds the stream's log."""
+    return _clients_here()[shards.of(key(stream_id))]
+
+
 def key(stream_id: int) -> str:
-    return f"{settings.REDIS_PREFIX}:stream:{stream_id}:log"
+    return f"{settings.REDIS_PREFIX}:stream:{shards.stream_tag(stream_id)}:log"
 
 
 async def append(entries: list[Entry]) -> None:
-    """Append every entry in one round trip (each with text, an ending, or both)."""
+    """Append every entry (each with text, an ending, or both): one round trip to each
+    server concerned, all at once. Raises `Unlogged` if a server failed, once the
+    others have their entries."""
     if not entries or not enabled():
         return
+    by_shard: dict[int, list[Entry]] = {}
+    for entry in entries:
+        by_shard.setdefault(shards.of(key(entry.stream_id)), []).append(entry)
+    if len(by_shard) == 1:
+        [(shard, some)] = by_shard.items()
+        results: list[BaseException | None] = [await _try(_append(shard, some))]
+    else:
+        batches = (_try(_append(shard, some)) for shard, some in by_shard.items())
+        results = await asyncio.gather(*batches)
+    failed = {
+        entry.stream_id
+        for some, error in zip(by_shard.values(), results, strict=True)
+        if error is not None
+        for entry in some
+    }
+    if failed:
+        raise Unlogged(failed) from next(e for e in results if e is not None)
+
+
+async def _append(shard: int, entries: list[Entry]) -> None:
     ttl = int(settings.STREAM_LOG_TTL_SECONDS)
-    async with _client().pipeline(transaction=False) as pipe:
+    async with _clients_here()[shard].pipeline(transaction=False) as pipe:
         for entry in entries:
             end = entry.start + len(entry.text)
             name = key(entry.stream_id)
@@ -107,12 +149,20 @@ async def append(entries: list[Entry]) -> None:
         await pipe.execute(raise_on_error=False)
 
 
+async def _try(work: Awaitable[None]) -> BaseException | None:
+    try:
+        await work
+    except Exception as error:
+        return error
+    return None
+
+
 async def read(stream_id: int, after: int = 0) -> Record | None:
     """The logged text after offset `after`, and the ending if logged; None if the log
     does not reach back to `after` (expired, never written, or lost with Redis)."""
     if not enabled():
         return None
-    client = _client()
+    client = _client(stream_id)
     entries = await client.xrange(key(stream_id), min=f"({after}-0", max="+")
     if not entries:
         return Record(after, "", None) if await client.exists(key(stream_id)) else None
@@ -147,8 +197,10 @@ class Writer:
 
     async def flush(self, broadcasts: Iterable[Broadcast]) -> None:
         """Log new text: a watched stream's before it is published (so the log covers
-        every gap a viewer can see), the others' every STREAM_LOG_INTERVAL_MS, all in
-        one round trip. Raises what Redis raised; the text is logged next time."""
+        every gap a viewer can see), the others' every STREAM_LOG_INTERVAL_MS, in one
+        round trip per server. Raises `Unlogged` naming the streams whose server
+        failed (the others' text is logged), or what Redis raised; the text that
+        was not logged is logged next time."""
         if not enabled():
             return
         now = time.monotonic()
@@ -162,10 +214,17 @@ class Writer:
         if not due:
             return
         lengths = [broadcast.length for broadcast in due]
-        await append([_unlogged(broadcast) for broadcast in due])
+        failed: Unlogged | None = None
+        try:
+            await append([_unlogged(broadcast) for broadcast in due])
+        except Unlogged as error:
+            failed = error
         for broadcast, length in zip(due, lengths, strict=True):
-            broadcast.logged = max(broadcast.logged, length)
-            broadcast.logged_at = now
+            if failed is None or broadcast.stream_id not in failed.stream_ids:
+                broadcast.logged = max(broadcast.logged, length)
+                broadcast.logged_at = now
+        if failed is not None:
+            raise failed
 
     async def end(self, broadcast: Broadcast, outcome: dict[str, Any]) -> None:
         """Log the rest of an ended stream, its ending and its outcome (the fields of

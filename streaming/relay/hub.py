@@ -187,15 +187,18 @@ class Hub:
 
     async def _flush(self, *, failing: bool) -> bool:
         """Log new text, then publish it to watching processes; True while failing."""
+        problem, unlogged = None, ()
         try:
             await self.writer.flush(self.owned.values())
-            for broadcast in list(self.owned.values()):
-                if broadcast.is_watched and broadcast.published < broadcast.length:
-                    await self.fanout.publish(broadcast, broadcast.published)
-        except Exception:
-            # Redis is away: say so once, not every window, and keep retrying.
-            if not failing:
-                logger.exception("stream fan-out failed; retrying every window")
+        except framelog.Unlogged as error:  # a Redis server failed; it holds up only
+            problem, unlogged = error, error.stream_ids  # the streams on it
+        except Exception as error:
+            problem, unlogged = error, set(self.owned)
+        # Published once logged, so the log covers every gap a viewer can see.
+        logged = [b for b in self.owned.values() if b.stream_id not in unlogged]
+        if (problem := await _publish(self.fanout, logged) or problem) is not None:
+            if not failing:  # Redis is away: say so once, and keep retrying
+                logger.error("stream fan-out failed; retrying", exc_info=problem)
             return True
         if failing:
             logger.warning("stream fan-out works again")
@@ -219,6 +222,18 @@ class _Ended:
     def get(self, stream_id: int) -> Broadcast | None:
         entry = self._ended.get(stream_id)
         return entry[1] if entry else None
+
+
+async def _publish(fanout: Fanout, broadcasts: list[Broadcast]) -> Exception | None:
+    """Publish the watched ones' new text, each on its own; the last failure."""
+    failed = None
+    for broadcast in broadcasts:
+        if broadcast.is_watched and broadcast.published < broadcast.length:
+            try:
+                await fanout.publish(broadcast, broadcast.published)
+            except Exception as error:
+                failed = error
+    return failed
 
 
 def _cancel_orphans(broadcasts: Iterable[Broadcast]) -> None:

@@ -62,7 +62,7 @@ async def test_the_frame_log_reads_back_exactly_from_every_offset(log_prefix, se
         )
         assert record.ending == ending and record.outcome == {"status": "completed"}
 
-    client = framelog._client()
+    client = framelog._client(7)
     ttl = await client.ttl(framelog.key(7))
     assert 0 < ttl <= settings.STREAM_LOG_TTL_SECONDS
     assert await framelog.read(8) is None  # never logged
@@ -80,7 +80,7 @@ async def test_a_repeated_append_changes_nothing(log_prefix):
 @pytest.mark.redis
 async def test_a_log_missing_its_beginning_is_not_read_as_the_answer(log_prefix):
     await _log_pieces(10, ["Hello, ", "world", "!"])
-    client = framelog._client()
+    client = framelog._client(10)
     first_id = (await client.xrange(framelog.key(10)))[0][0]
     await client.xdel(framelog.key(10), first_id)  # as if Redis lost it
 
