@@ -85,14 +85,21 @@ async def test_a_users_counters_live_on_one_server_and_count_exactly(sharded):
 
     now = time.time()
     for user in range(1, 21):
-        assert shard(limits._limits_key(user)) == shard(limits._day_key(user, now))
+        home = shard(limits._limits_key(user))
+        assert shard(limits._day_key("tokens", user, now)) == home
+        assert shard(limits._day_key("cost", user, now)) == home
     user_id = 4242
-    day = limits._day_key(user_id, now)
+    day = limits._day_key("tokens", user_id, now)
+    cost = limits._day_key("cost", user_id, now)
     home = shard(day)
 
-    await asyncio.gather(*(limits.charge(user_id, 5, budget=0) for _ in range(40)))
+    def count() -> None:
+        limits.count(user_id, tokens=5, cost=7)
+
+    await asyncio.gather(*(asyncio.to_thread(count) for _ in range(40)))
 
     assert int(sharded[home].get(cache.make_key(day))) == 200
+    assert int(sharded[home].get(cache.make_key(cost))) == 280
     assert not sharded[1 - home].exists(cache.make_key(day))
 
 
