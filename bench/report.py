@@ -174,8 +174,8 @@ def markdown(results: dict) -> str:
     s_viewers = results.get("s_stalled_viewers")
     if s_viewers:
         lines += [
-            f"## (s) {s_viewers.get('viewers')} viewers that never read a "
-            f"{fmt(s_viewers.get('answer_chars'), 0)}-character answer (our relay)",
+            f"## (s) {s_viewers.get('viewers')} viewers that never read an answer of "
+            f"{fmt(s_viewers.get('answer_chars'), 0)} characters (our relay)",
             "",
             "| | |",
             "| --- | ---: |",
@@ -183,8 +183,13 @@ def markdown(results: dict) -> str:
             f"| with one stalled viewer | {fmt(s_viewers.get('rss_one_stalled_kb'), 0, ' KB')} |",
             f"| with all of them | {fmt(s_viewers.get('rss_stalled_kb'), 0, ' KB')} |",
             f"| after they closed | {fmt(s_viewers.get('rss_after_close_kb'), 0, ' KB')} |",
+            f"| with them all, joined once the answer was complete | "
+            f"{fmt(s_viewers.get('rss_late_stalled_kb'), 0, ' KB')} |",
             "| per stalled viewer beyond the shared text | "
             f"{fmt(s_viewers.get('rss_per_stalled_viewer_beyond_text_kb'), 1, ' KB')} |",
+            "| the same, joined once the answer was complete | "
+            f"{fmt(s_viewers.get('rss_per_late_stalled_viewer_beyond_text_kb'), 1, ' KB')}"
+            " |",
             "",
         ]
 
@@ -291,7 +296,8 @@ def main() -> None:
     results = json.loads((folder / "results.json").read_text())
     text = markdown(results)
     (folder / "RESULTS.md").write_text(text)
-    plot(results, folder / "plot.png")
+    if any(get(data, "c_concurrency") for data in results["systems"].values()):
+        plot(results, folder / "plot.png")
     print(text)
 
 
