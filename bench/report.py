@@ -8,46 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-TOKENS_PER_S_PER_STREAM = 50  # (c): tokens at 20 ms
-
-
-def get(data, path, default=None):
-    for key in path.split("."):
-        if not isinstance(data, dict) or key not in data:
-            return default
-        data = data[key]
-    return data
-
-
-def fmt(value, digits=1, unit=""):
-    if value is None:
-        return "–"
-    if isinstance(value, list):
-        return ", ".join(fmt(item, digits, unit) for item in value)
-    if isinstance(value, float):
-        value = round(value, digits)
-        if digits == 0:
-            value = int(value)
-    return f"{value:,}{unit}"
-
-
-def held(concurrency: dict) -> int:
-    """Most streams kept with gap p99 < 100 ms, TTFT p99 < 500 ms and the slowest 1 %
-    of streams at >= 95 % of the demanded 50 tokens/s."""
-    best = 0
-    for level, row in sorted(concurrency.items(), key=lambda kv: int(kv[0])):
-        ok = (
-            (row.get("completed_pct") or 0) >= 100
-            and (row.get("gap_ms_p99") or 1e9) < 100
-            and (row.get("ttft_ms_p99") or 1e9) < 500
-            and (row.get("slow_stream_tokens_per_s") or 0)
-            >= 0.95 * TOKENS_PER_S_PER_STREAM
-        )
-        if ok:
-            best = int(level)
-        else:
-            break
-    return best
+from targets import fmt, get, table
 
 
 def markdown(results: dict) -> str:
@@ -69,76 +30,12 @@ def markdown(results: dict) -> str:
     def both(path, digits=1, unit=""):
         return fmt(get(peer, path), digits, unit), fmt(get(relay, path), digits, unit)
 
-    # Targets.
-    held_peer = held(get(peer, "c_concurrency", {}))
-    held_relay = held(get(relay, "c_concurrency", {}))
-    tps_peer = get(peer, "b_throughput.relay_tokens_per_s")
-    tps_relay = get(relay, "b_throughput.relay_tokens_per_s")
-    over_peer = get(peer, "a_overhead.overhead_ms_p50")
-    over_relay = get(relay, "a_overhead.overhead_ms_p50")
-    mem_peer = get(peer, "o_open_streams.rss_per_stream_kb")
-    mem_relay = get(relay, "o_open_streams.rss_per_stream_kb")
-    big_relay = get(relay, "d_memory.1M_chars.rss_growth_kb")
+    def megabytes(data, path):
+        kb = get(data, path)
+        return fmt(kb / 1024 if kb else None, 1, " MB")
+
+    lines += table(results)
     g = results.get("g_cross_process") or {}
-
-    def verdict(ok):
-        return "met" if ok else "**not met**"
-
-    lines += [
-        "## Targets",
-        "",
-        "| target | peer | relay | verdict |",
-        "| --- | ---: | ---: | --- |",
-    ]
-    levels = sorted(int(level) for level in get(peer, "c_concurrency", {}))
-    if (held_peer or held_relay) and levels:
-        # A peer that holds not even the lowest level holds fewer than it: the ratio
-        # against that level is the least the real one can be.
-        base = held_peer or levels[0]
-        ratio = held_relay / base
-        peer_cell = str(held_peer) if held_peer else f"< {base}"
-        ratio_cell = fmt(ratio, 1, "×") if held_peer else f"> {fmt(ratio, 1, '×')}"
-        lines.append(
-            f"| (c) 50 tok/s streams held per core: ≥ 2× the peer (aim 5×) | {peer_cell} "
-            f"| {held_relay} ({ratio_cell}) | {verdict(ratio >= 2)} |"
-        )
-    if tps_peer and tps_relay:
-        ratio = tps_relay / tps_peer
-        lines.append(
-            f"| (b) one stream, tokens/s: ≥ 5× the peer (aim 10×) | {fmt(tps_peer, 0)} "
-            f"| {fmt(tps_relay, 0)} ({fmt(ratio, 1, '×')}) | {verdict(ratio >= 5)} |"
-        )
-    if over_peer is not None and over_relay is not None:
-        lines.append(
-            f"| (a) TTFT overhead p50 ≤ the peer's + 2 ms | {fmt(over_peer, 2, ' ms')} "
-            f"| {fmt(over_relay, 2, ' ms')} | {verdict(over_relay <= over_peer + 2)} |"
-        )
-    if mem_peer is not None and mem_relay is not None:
-        lines.append(
-            f"| (d) RSS per open stream ≤ the peer's | {fmt(mem_peer, 1, ' KB')} "
-            f"| {fmt(mem_relay, 1, ' KB')} | {verdict(mem_relay <= mem_peer)} |"
-        )
-    if big_relay is not None:
-        lines.append(
-            f"| (d) a 1,000,000-character answer adds < 2 MB | "
-            f"{fmt(get(peer, 'd_memory.1M_chars.rss_growth_kb'), 0, ' KB')} "
-            f"| {fmt(big_relay, 0, ' KB')} | {verdict(big_relay < 2048)} |"
-        )
-    viewer_kb = get(results, "v_extra_viewers.rss_per_extra_viewer_kb")
-    if viewer_kb is not None:
-        lines.append(
-            f"| (d) RSS per extra viewer of a stream ≤ 64 KB | – "
-            f"| {fmt(viewer_kb, 1, ' KB')} | {verdict(viewer_kb <= 64)} |"
-        )
-    if g:
-        gap = get(g, "viewer.gap_ms.p99")
-        ok = get(g, "viewer.streams_ok") == g.get("streams") and gap is not None
-        lines.append(
-            f"| (g) every token on the second process, gap p99 < 100 ms | – "
-            f"| {get(g, 'viewer.streams_ok')}/{g.get('streams')} streams, gap p99 "
-            f"{fmt(gap, 1, ' ms')} | {verdict(ok and gap < 100)} |"
-        )
-    lines.append("")
 
     if "a_overhead" in relay or "a_overhead" in peer:
         lines += [
@@ -156,6 +53,22 @@ def markdown(results: dict) -> str:
             p99 = both(f"a_overhead.{key}_p99", 2)
             lines.append(f"| {label} | {p50[0]} | {p99[0]} | {p50[1]} | {p99[1]} |")
         lines.append("")
+
+    if "a2_burst_ttft" in relay or "a2_burst_ttft" in peer:
+        a2 = get(relay, "a2_burst_ttft") or get(peer, "a2_burst_ttft")
+        p50 = both("a2_burst_ttft.ttft_ms_p50", 1, " ms")
+        p99 = both("a2_burst_ttft.ttft_ms_p99", 1, " ms")
+        lines += [
+            f"## (a') Time to first token of a {fmt(a2.get('tokens'), 0)}-token answer "
+            f"the provider sends at once (sequential, {a2.get('requests')} requests "
+            "after 5 warm-ups)",
+            "",
+            "| | peer | relay |",
+            "| --- | ---: | ---: |",
+            f"| TTFT p50 | {p50[0]} | {p50[1]} |",
+            f"| TTFT p99 | {p99[0]} | {p99[1]} |",
+            "",
+        ]
 
     if "b_throughput" in relay or "b_throughput" in peer:
         tps = both("b_throughput.relay_tokens_per_s", 0)
@@ -222,6 +135,61 @@ def markdown(results: dict) -> str:
                 get(results, "v_extra_viewers.streams"),
                 fmt(get(results, "v_extra_viewers.rss_per_extra_viewer_kb"), 1, " KB"),
             ),
+            "",
+        ]
+
+    if "r_start_burst" in relay or "r_start_burst" in peer:
+        r = get(relay, "r_start_burst") or get(peer, "r_start_burst")
+        lines += [
+            f"## (r) A burst of starts: {r.get('streams')} streams started within "
+            f"{fmt(r.get('ramp_s'))} s, each {r.get('tokens')} tokens at "
+            f"{fmt(r.get('delay_ms'), 0)} ms",
+            "",
+            "Our relay with its token, its row and its limits on (set high enough to "
+            "refuse no start).",
+            "",
+            "| | peer | relay |",
+            "| --- | ---: | ---: |",
+            "| completed | {} | {} |".format(
+                *both("r_start_burst.completed_pct", 0, " %")
+            ),
+            "| TTFT p50 | {} | {} |".format(
+                *both("r_start_burst.ttft_ms_p50", 0, " ms")
+            ),
+            "| TTFT p99 | {} | {} |".format(
+                *both("r_start_burst.ttft_ms_p99", 0, " ms")
+            ),
+            "| peak RSS | {} | {} |".format(
+                *(
+                    megabytes(data, "r_start_burst.rss_peak_kb")
+                    for data in (peer, relay)
+                )
+            ),
+            "| RSS per stream while they run | {} | {} |".format(
+                *both("r_start_burst.rss_per_stream_kb", 1, " KB")
+            ),
+            "",
+        ]
+
+    s_viewers = results.get("s_stalled_viewers")
+    if s_viewers:
+        lines += [
+            f"## (s) {s_viewers.get('viewers')} viewers that never read an answer of "
+            f"{fmt(s_viewers.get('answer_chars'), 0)} characters (our relay)",
+            "",
+            "| | |",
+            "| --- | ---: |",
+            f"| RSS before the stream | {fmt(s_viewers.get('rss_before_kb'), 0, ' KB')} |",
+            f"| with one stalled viewer | {fmt(s_viewers.get('rss_one_stalled_kb'), 0, ' KB')} |",
+            f"| with all of them | {fmt(s_viewers.get('rss_stalled_kb'), 0, ' KB')} |",
+            f"| after they closed | {fmt(s_viewers.get('rss_after_close_kb'), 0, ' KB')} |",
+            f"| with them all, joined once the answer was complete | "
+            f"{fmt(s_viewers.get('rss_late_stalled_kb'), 0, ' KB')} |",
+            "| per stalled viewer beyond the shared text | "
+            f"{fmt(s_viewers.get('rss_per_stalled_viewer_beyond_text_kb'), 1, ' KB')} |",
+            "| the same, joined once the answer was complete | "
+            f"{fmt(s_viewers.get('rss_per_late_stalled_viewer_beyond_text_kb'), 1, ' KB')}"
+            " |",
             "",
         ]
 
@@ -328,7 +296,8 @@ def main() -> None:
     results = json.loads((folder / "results.json").read_text())
     text = markdown(results)
     (folder / "RESULTS.md").write_text(text)
-    plot(results, folder / "plot.png")
+    if any(get(data, "c_concurrency") for data in results["systems"].values()):
+        plot(results, folder / "plot.png")
     print(text)
 
 

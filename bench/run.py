@@ -11,8 +11,12 @@ production settings (DEBUG off), an API token, its SQLite database and the in-me
 channel layer; scenario (g) runs two `manage.py serve` processes on Redis and watches a
 stream started on one from the other; scenario (v) watches 200 running streams a second
 time and measures RSS per extra viewer; scenario (s) opens 100 viewers of an
-8,000,000-character answer that never read and measures what they cost (a smaller
-answer fits in the kernel's socket buffers, which Linux grows to 4 MB on loopback).
+8,000,000-character answer that never read and measures what each costs beyond the
+answer's text they share, against a process with one of them (a smaller answer fits in
+the kernel's socket buffers, which Linux grows to 4 MB on loopback). Scenario a2, (a'),
+times the first token of a 5,000-token answer the provider sends at once; scenario (r)
+starts 300 streams within 2 s, our relay with its token, its row and its limits on (set
+high enough to refuse no start).
 
 Writes bench/results/<UTC>/: peer/ and relay/ (raw runs and summaries per system),
 results.json (both, plus g), RESULTS.md (the tables) and plot.png.
@@ -55,6 +59,13 @@ RELAY_ENV = {
     "STREAM_ORPHAN_GRACE_SECONDS": "1",
     "STREAM_DRAIN_SECONDS": "1",
 }
+# (r) checks the limits as users run them, set high enough that no start is refused.
+R_LIMITS = {
+    "LIMIT_CONCURRENT_STREAMS": "10000",
+    "LIMIT_STARTS_PER_MINUTE": "100000",
+    "LIMIT_TOKENS_PER_DAY": "1000000000",
+    "LIMIT_VIEWERS_PER_USER": "10000",
+}
 
 
 def free_port() -> int:
@@ -96,6 +107,12 @@ def run_suite(name: str, outdir: Path, args, extra: list[str], env=None) -> dict
     command = [PY, str(HERE / "suite.py"), "--name", name, "--outdir", str(outdir)]
     command += ["--only", args.only, "--runs", str(args.runs), "--levels", args.levels]
     command += ["--runs-b", str(args.runs_b), "--open-streams", str(args.open_streams)]
+    command += [
+        "--a2-requests",
+        str(args.a2_requests),
+        "--r-streams",
+        str(args.r_streams),
+    ]
     print(f"== {name}: {shlex.join(command + extra)}", flush=True)
     subprocess.run(command + extra, env=env, check=True)
     return json.loads((outdir / "summary.json").read_text())
@@ -370,10 +387,10 @@ def _stalled_viewer(base: str, path: str, token: str) -> socket.socket:
     return client
 
 
-def s_stalled_viewers(outdir: Path, env: dict[str, str], token: str, args) -> dict:
-    """RSS of one process with `--s-viewers` viewers of a `--s-chars` answer that
-    never read, while they stay and after they close."""
-    directory = outdir / "s"
+def _stalled_rss(directory: Path, env, token: str, args, viewers: int, late: bool):
+    """One fresh process, one `--s-chars` answer, `viewers` viewers that never read,
+    there from the start or (`late`) joining once it is complete: RSS (KB) before the
+    stream, with them all stuck, and after they close."""
     directory.mkdir()
     processes: list = []
     try:
@@ -391,23 +408,42 @@ def s_stalled_viewers(outdir: Path, env: dict[str, str], token: str, args) -> di
         prompt = f"long [fake?pattern=chars&token_chars=100&tokens={tokens}&delay_ms=0]"
         (stream_id,) = start_streams(base, token, prompt, 1)
         path = f"/streams/{stream_id}/events"
-        viewers = [_stalled_viewer(base, path, token) for _ in range(args.s_viewers)]
-        time.sleep(30)  # the answer is complete; every viewer is stuck
+        if late:
+            time.sleep(20)  # the answer is complete
+        stuck = [_stalled_viewer(base, path, token) for _ in range(viewers)]
+        time.sleep(15 if late else 30)  # the answer is complete; every viewer is stuck
         stalled = _rss_kb(pid)
-        for viewer in viewers:
+        for viewer in stuck:
             viewer.close()
         time.sleep(5)
-        after = _rss_kb(pid)
-        return {
-            "viewers": args.s_viewers,
-            "answer_chars": args.s_chars,
-            "rss_before_kb": before,
-            "rss_stalled_kb": stalled,
-            "rss_after_close_kb": after,
-            "rss_per_stalled_viewer_kb": round((stalled - before) / args.s_viewers, 1),
-        }
+        return before, stalled, _rss_kb(pid)
     finally:
         stop_all(processes)
+
+
+def s_stalled_viewers(outdir: Path, env: dict[str, str], token: str, args) -> dict:
+    """What a viewer that never reads costs beyond the answer's text the viewers share:
+    a process with `--s-viewers` of them against one with a single one, each viewer
+    there from the start; then the same number joining once the answer is complete."""
+    directory = outdir / "s"
+    directory.mkdir()
+    n = args.s_viewers
+    _, one, _ = _stalled_rss(directory / "one", env, token, args, 1, late=False)
+    before, stalled, after = _stalled_rss(directory / "all", env, token, args, n, False)
+    _, late, _ = _stalled_rss(directory / "late", env, token, args, n, late=True)
+    extra = max(1, n - 1)
+    return {
+        "viewers": n,
+        "answer_chars": args.s_chars,
+        "rss_before_kb": before,
+        "rss_one_stalled_kb": one,
+        "rss_stalled_kb": stalled,
+        "rss_after_close_kb": after,
+        "rss_late_stalled_kb": late,
+        "rss_per_stalled_viewer_kb": round((stalled - before) / n, 1),
+        "rss_per_stalled_viewer_beyond_text_kb": round((stalled - one) / extra, 1),
+        "rss_per_late_stalled_viewer_beyond_text_kb": round((late - one) / extra, 1),
+    }
 
 
 # --------------------------------------------------------------------------- main
@@ -418,12 +454,14 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="one run per point")
-    parser.add_argument("--only", default="a,b,c,d,e,f,o")
+    parser.add_argument("--only", default="a,a2,b,c,d,e,f,o,r")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--runs-b", type=int, default=5)
     parser.add_argument("--levels", default="50,100,200,300,500,1000")
     parser.add_argument("--open-streams", type=int, default=1000)
     parser.add_argument("--c-tokens", type=int, default=200)
+    parser.add_argument("--a2-requests", type=int, default=50)
+    parser.add_argument("--r-streams", type=int, default=300)
     parser.add_argument("--g-streams", type=int, default=20)
     parser.add_argument("--no-g", action="store_true", help="skip the Redis scenario")
     parser.add_argument("--v-streams", type=int, default=200)
@@ -452,6 +490,8 @@ def main() -> None:
     if "relay" in systems:
         relay_args = ["--relay-cmd", serve_command(), "--ready-path", "/healthz"]
         relay_args += ["--loadgen-extra", f"-H 'Authorization: Bearer {token}'"]
+        limits = " ".join(f"{name}={value}" for name, value in R_LIMITS.items())
+        relay_args += ["--r-relay-env", limits]
         results["systems"]["relay"] = run_suite(
             "relay", outdir / "relay", args, relay_args, env=env
         )
@@ -466,8 +506,7 @@ def main() -> None:
         results["s_stalled_viewers"] = s_stalled_viewers(outdir, env, token, args)
         print(json.dumps(results["s_stalled_viewers"]), flush=True)
     (outdir / "results.json").write_text(json.dumps(results, indent=1))
-    if results["systems"]:
-        subprocess.run([PY, str(HERE / "report.py"), str(outdir)], check=True)
+    subprocess.run([PY, str(HERE / "report.py"), str(outdir)], check=True)
 
 
 if __name__ == "__main__":

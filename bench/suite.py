@@ -2,10 +2,10 @@
 """Run the benchmark scenarios against one relay (by default the FastAPI peer).
 
 `bench/run.py` runs this for the peer and for our relay, side by side, and reports both;
-this file is the shared bench's `bench_peer.py`, plus starts spread over --ramp-s in (c)
-and the open-streams scenario (o).
+this file is the shared bench's `bench_peer.py`, plus starts spread over --ramp-s in (c),
+the open-streams scenario (o), the burst TTFT (a2) and the burst of starts (r).
 
-    .venv-bench/bin/python bench/suite.py [--only a,b,c,d,e,f,h,o] [--runs 3] [--levels 100,500,1000]
+    .venv-bench/bin/python bench/suite.py [--only a,a2,b,c,d,e,f,h,o,r] [--runs 3] [--levels 100,500,1000]
 
 Every measured run starts a fresh fake provider and a fresh peer as separate processes, the peer
 under `/usr/bin/time -v`. CPU pinning (default on, --no-pin to disable): the relay under test gets
@@ -16,6 +16,8 @@ runs.jsonl, the medians in summary.json) and a Markdown summary is printed.
 Scenarios:
   a  relay overhead: TTFT through the peer (loadgen, 50 sequential) minus TTFT straight from the
      fake provider with the openai SDK (sdk_client.py, 50 sequential, on the relay's core)
+  a2 (a') TTFT of a 5,000-token answer the provider sends at once (delay_ms=0),
+     sequential (--a2-requests after 5 warm-ups): the first token must not wait behind the rest
   b  max relay throughput of one stream: 5000 tokens, no delay (also: SDK alone, harness alone)
   c  concurrency: N streams x 200 tokens at 20 ms/token (N from --levels)
   h  harness alone at the same levels (loadgen straight to the fake provider): the best any relay
@@ -26,6 +28,9 @@ Scenarios:
   f  fidelity: 500 tricky tokens (newlines, CR, leading spaces, emoji, multi-byte) through the peer
   o  open streams: --open-streams streams held open at once (10 tokens at 1 s, starts spread
      over --ramp-s): RSS per open stream
+  r  a burst of starts: --r-streams streams started within --r-ramp-s, each --r-tokens at
+     --r-delay-ms (cheap tokens: TTFT measures the start path); TTFT, completed, RSS per
+     stream while they run; --r-relay-env sets the relay's environment for it (limits)
 
 The relay under test is selected by --relay-cmd (default: the peer); the app can later be measured
 with the same scenarios by passing its own command, URL path and prompt parameter.
@@ -87,9 +92,12 @@ def pin(core: int | None) -> list[str]:
 class Procs:
     """Start the fake provider and the relay; stop both by their own PIDs."""
 
-    def __init__(self, a, outdir: str, tag: str, relay: bool = True):
+    def __init__(
+        self, a, outdir: str, tag: str, relay: bool = True, env: dict | None = None
+    ):
         self.a = a
         self.with_relay = relay
+        self.extra_env = env or {}
         self.outdir = outdir
         self.tag = tag
         self.fake = None
@@ -126,6 +134,7 @@ class Procs:
                 "PATH": VENV_BIN + os.pathsep + env.get("PATH", ""),
             }
         )
+        env.update(self.extra_env)
         cmd = a.relay_cmd.format(
             port=self.relay_port, fake_port=self.fake_port, here=HERE, venv_bin=VENV_BIN
         )
@@ -379,6 +388,87 @@ class Suite:
             "overhead_ms_p95": med([x["overhead_ms_p95"] for x in rows]),
             "overhead_ms_p99": med([x["overhead_ms_p99"] for x in rows]),
             "runs": len(rows),
+        }
+
+    def a2_burst_ttft(self):
+        """(a') TTFT of a long answer the provider sends at once: the first token must
+        not wait behind the rest of it."""
+        a = self.a
+        rows = []
+        prompt = f"burst [fake?tokens={a.throughput_tokens}&delay_ms=0]"
+        for r in range(a.runs):
+            with Procs(a, self.outdir, self.tag("a2")) as p:
+                loadgen(a, p.url(prompt), "-c", "1", "-n", "5")  # warm-up
+                res = loadgen(
+                    a,
+                    p.url(prompt),
+                    "-c",
+                    "1",
+                    "-n",
+                    str(a.a2_requests),
+                    pid=p.relay_pid,
+                )
+            rows.append(self.record("a2", r, {"relay": res}))
+        self.summary["a2_burst_ttft"] = {
+            "tokens": a.throughput_tokens,
+            "requests": a.a2_requests,
+            "runs": len(rows),
+            "completed": [g(x, "relay.streams_ok") for x in rows],
+            "ttft_ms_p50": med([g(x, "relay.ttft_ms.p50") for x in rows]),
+            "ttft_ms_p99": med([g(x, "relay.ttft_ms.p99") for x in rows]),
+            "headers_ms_p50": med([g(x, "relay.headers_ms.p50") for x in rows]),
+        }
+
+    def r_start_burst(self):
+        """(r) --r-streams starts within --r-ramp-s, each a paced answer slow enough
+        that the tokens cost little: TTFT measures what a start costs."""
+        a = self.a
+        n = a.r_streams
+        opts = f"tokens={a.r_tokens}&delay_ms={a.r_delay_ms}"
+        env = dict(pair.split("=", 1) for pair in a.r_relay_env.split())
+        rows = []
+        for r in range(a.runs):
+            with Procs(a, self.outdir, self.tag("r"), env=env) as p:
+                loadgen(a, p.url("warm [fake?tokens=5]"), "-c", "1")
+                time.sleep(0.3)
+                res = loadgen(
+                    a,
+                    p.url(f"burst [fake?{opts}]"),
+                    "-c",
+                    str(n),
+                    "--ramp-s",
+                    str(a.r_ramp_s),
+                    "--rss-interval",
+                    "0.1",
+                    pid=p.relay_pid,
+                    timeout=a.c_timeout,
+                )
+            start, peak = g(res, "server.rss_start_kb"), g(res, "server.rss_peak_kb")
+            row = {
+                "streams": n,
+                "loadgen": res,
+                "time_v": p.time_v(),
+                "rss_per_stream_kb": round((peak - start) / n, 2)
+                if start and peak
+                else None,
+            }
+            rows.append(self.record("r", r, row))
+        L = "loadgen."
+        self.summary["r_start_burst"] = {
+            "runs": len(rows),
+            "streams": n,
+            "ramp_s": a.r_ramp_s,
+            "tokens": a.r_tokens,
+            "delay_ms": a.r_delay_ms,
+            "relay_env": env,
+            "completed_pct": med([100.0 * g(x, L + "streams_ok") / n for x in rows]),
+            "failures": [g(x, L + "failures") for x in rows],
+            "ttft_ms_p50": med([g(x, L + "ttft_ms.p50") for x in rows]),
+            "ttft_ms_p99": med([g(x, L + "ttft_ms.p99") for x in rows]),
+            "rss_start_kb": med([g(x, L + "server.rss_start_kb") for x in rows]),
+            "rss_peak_kb": med([g(x, L + "server.rss_peak_kb") for x in rows]),
+            "rss_per_stream_kb": med([x["rss_per_stream_kb"] for x in rows]),
+            "server_cpu_s": med([g(x, L + "server.cpu_s") for x in rows]),
         }
 
     def b_throughput(self):
@@ -737,6 +827,18 @@ def main():
         help="spread the starts of (c) and (o) over this long",
     )
     ap.add_argument("--open-streams", type=int, default=1000)
+    ap.add_argument(
+        "--a2-requests", type=int, default=50, help="(a') sequential requests per run"
+    )
+    ap.add_argument("--r-streams", type=int, default=300)
+    ap.add_argument("--r-ramp-s", type=float, default=2.0)
+    ap.add_argument("--r-tokens", type=int, default=10)
+    ap.add_argument("--r-delay-ms", type=float, default=1000)
+    ap.add_argument(
+        "--r-relay-env",
+        default="",
+        help="NAME=value pairs (space-separated) for the relay in (r) only, e.g. limits",
+    )
     ap.add_argument("--name", default="peer")
     ap.add_argument("--outdir")
     ap.add_argument(
@@ -769,6 +871,8 @@ def main():
     print(f"results -> {s.outdir}", flush=True)
     steps = {
         "a": s.a_overhead,
+        "a2": s.a2_burst_ttft,
+        "r": s.r_start_burst,
         "b": s.b_throughput,
         "h": lambda: s.c_concurrency(harness_alone=True),
         "c": s.c_concurrency,
