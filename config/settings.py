@@ -310,9 +310,9 @@ LIMIT_VIEWERS_PER_USER = env.int("LIMIT_VIEWERS_PER_USER", default=100)
 
 
 # The cost of a user's streams per UTC day, in the currency of MODEL_PRICES; 0: none.
-def _amount(name: str) -> Decimal:
+def _amount(name: str, value: str) -> Decimal:
     try:
-        amount = Decimal(env.str(name, default="0"))
+        amount = Decimal(value)
     except ArithmeticError:  # not a number
         amount = Decimal("NaN")
     if not amount.is_finite() or amount < 0:
@@ -320,7 +320,9 @@ def _amount(name: str) -> Decimal:
     return amount
 
 
-LIMIT_COST_PER_DAY = _amount("LIMIT_COST_PER_DAY")
+LIMIT_COST_PER_DAY = _amount(
+    "LIMIT_COST_PER_DAY", env.str("LIMIT_COST_PER_DAY", default="0")
+)
 
 # What each model costs, per million tokens, as JSON: {"model": {"input": 3,
 # "cached_input": 0.3, "cache_write": 3.75, "output": 15}}. input and output are
