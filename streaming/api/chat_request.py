@@ -6,17 +6,15 @@ model receives, so a client cannot rewrite the past. Bad input raises `Invalid`
 naming the field (`TooLarge` for a prompt too long).
 """
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 
 from streaming.api import forms
-from streaming.api.forms import Invalid, TooLarge
+from streaming.api.forms import Invalid
 from streaming.providers.base import Options
 
 # A chat id: 1-128 characters, no slash (it is a path segment of the resume URL) and
@@ -81,15 +79,7 @@ def read(request: HttpRequest) -> ChatRequest:
 def _json(request: HttpRequest) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise Invalid("Send the chat as JSON (Content-Type: application/json).")
-    try:
-        data = json.loads(request.body or b"null")
-    except RequestDataTooBig:
-        raise TooLarge() from None
-    except (ValueError, RecursionError):
-        raise Invalid("The body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise Invalid("The JSON body must be an object.")
-    return data
+    return forms.json_object(request)
 
 
 def _field(

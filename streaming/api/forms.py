@@ -3,6 +3,7 @@ offset a reconnecting client sends. Bad input raises a `Refused`."""
 
 import json
 import re
+from typing import Any
 
 from django import forms
 from django.conf import settings
@@ -123,17 +124,7 @@ _MAY_BE_UNSET = {"conversation", "regenerate"}
 def body(request: HttpRequest) -> QueryDict | dict:
     """The fields of a JSON or form body, as a form reads them."""
     if request.content_type == "application/json":
-        try:
-            data = json.loads(request.body or b"null")
-        except RequestDataTooBig:
-            raise TooLarge() from None
-        # ValueError covers bad UTF-8 and numbers of over 4,300 digits; a deeply
-        # nested body raises RecursionError.
-        except (ValueError, RecursionError):
-            raise Invalid("The body is not valid JSON.") from None
-        if not isinstance(data, dict):
-            raise Invalid("The JSON body must be an object.")
-        return _typed(data)
+        return _typed(json_object(request))
     try:
         return request.POST
     except RequestDataTooBig:
@@ -192,3 +183,19 @@ def stream_and_offset(value: str) -> tuple[int, str]:
     if not _NUMBER.match(stream_id):
         raise BadLastEventId("Last-Event-ID must be '<stream>:<offset>'.")
     return int(stream_id), rest
+
+
+def json_object(request: HttpRequest) -> dict[str, Any]:
+    """The request body as a JSON object; `Invalid` when it is not one, `TooLarge`
+    past DATA_UPLOAD_MAX_MEMORY_SIZE."""
+    try:
+        data = json.loads(request.body or b"null")
+    except RequestDataTooBig:
+        raise TooLarge() from None
+    # ValueError covers bad UTF-8 and numbers of over 4,300 digits; a deeply nested
+    # body raises RecursionError.
+    except (ValueError, RecursionError):
+        raise Invalid("The body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise Invalid("The JSON body must be an object.")
+    return data

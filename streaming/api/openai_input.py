@@ -7,11 +7,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 
 from streaming import providers
-from streaming.api import openai_messages
+from streaming.api import forms, openai_messages
 from streaming.api.openai_errors import Invalid, TooLarge, UnknownModel, Unsupported
 from streaming.providers.base import Message, Options
 
@@ -131,16 +130,11 @@ def read(request: HttpRequest) -> ChatRequest:
 
 def _json(request: HttpRequest) -> dict[str, Any]:
     try:
-        data = json.loads(request.body or b"null")
-    except RequestDataTooBig:
+        return forms.json_object(request)
+    except forms.TooLarge:
         raise TooLarge("The request body is too large.") from None
-    # ValueError covers bad UTF-8 and numbers of over 4,300 digits; a deeply nested
-    # body raises RecursionError.
-    except (ValueError, RecursionError):
-        raise Invalid("The body is not valid JSON.", param=None) from None
-    if not isinstance(data, dict):
-        raise Invalid("The JSON body must be an object.", param=None)
-    return data
+    except forms.Invalid as invalid:
+        raise Invalid(invalid.message, param=None) from None
 
 
 def _check_parameter(name: str, value: object) -> None:
