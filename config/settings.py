@@ -263,21 +263,31 @@ SYSTEM_PROMPT = env.str("SYSTEM_PROMPT", default="") or None
 MAX_OUTPUT_TOKENS = env.int("MAX_OUTPUT_TOKENS", default=0)
 
 
-def _tokens_by_model(value: str) -> dict[str, int]:
+def _tokens_by_model(name: str) -> dict[str, int]:
+    value = env.str(name, default="")
     pairs = [item.rpartition("=") for item in value.split(",") if item.strip()]
     if not all(
         model.strip() and tokens.strip().isdigit() for model, _, tokens in pairs
     ):
         raise ImproperlyConfigured(
-            "MAX_OUTPUT_TOKENS_BY_MODEL is a list of model=tokens, comma separated."
+            f"{name} is a list of model=tokens, comma separated."
         )
     return {model.strip(): int(tokens) for model, _, tokens in pairs}
 
 
-MAX_OUTPUT_TOKENS_BY_MODEL = _tokens_by_model(
-    env.str("MAX_OUTPUT_TOKENS_BY_MODEL", default="")
-)
+MAX_OUTPUT_TOKENS_BY_MODEL = _tokens_by_model("MAX_OUTPUT_TOKENS_BY_MODEL")
 ANTHROPIC_MAX_TOKENS = env.int("ANTHROPIC_MAX_TOKENS", default=16384)
+# Anthropic's extended thinking, per model ("model=budget_tokens,..."; none by
+# default): those models think first, with up to that many tokens, beyond their
+# output limit. Their thinking is relayed as reasoning.
+ANTHROPIC_THINKING_BUDGET_BY_MODEL = _tokens_by_model(
+    "ANTHROPIC_THINKING_BUDGET_BY_MODEL"
+)
+if any(budget < 1024 for budget in ANTHROPIC_THINKING_BUDGET_BY_MODEL.values()):
+    raise ImproperlyConfigured(
+        "ANTHROPIC_THINKING_BUDGET_BY_MODEL: Anthropic takes budgets of 1024 tokens "
+        "or more."
+    )
 # OpenAI's current models take max_completion_tokens; older OpenAI-compatible servers
 # (vLLM, llama.cpp, ...) may know only max_tokens.
 OPENAI_MAX_TOKENS_PARAM = env.str(

@@ -108,6 +108,11 @@ class StreamLog(models.Model):
     # The system prompt the model was given (SYSTEM_PROMPT, or the request's own).
     system_prompt = models.TextField(blank=True)
     response = models.TextField(blank=True)
+    # The model's reasoning ("thinking"), sent apart from the answer; each span
+    # [at, length] says `length` characters of it came when the answer was `at`
+    # characters long (`relay.feed.join` puts the two back in their order).
+    reasoning = models.TextField(blank=True)
+    reasoning_spans = models.JSONField(default=list, blank=True, editable=False)
     status = models.CharField(
         max_length=16, choices=Status.choices, default=Status.STREAMING, db_index=True
     )

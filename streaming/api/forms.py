@@ -13,6 +13,7 @@ from django.http import HttpRequest, QueryDict
 from streaming import conversations, providers
 from streaming.api.decorators import UNREADABLE_BODY
 from streaming.errors import Refused
+from streaming.relay.feed import Position
 
 _NUMBER = re.compile(r"[0-9]{1,15}\Z")
 
@@ -167,13 +168,16 @@ def last_event_id(request: HttpRequest) -> str | None:
     return request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
 
 
-def offset(value: str | None) -> int | None:
-    """A stream offset (None stays None: a first connection)."""
+def offset(value: str | None) -> Position | None:
+    """Where a client is in a stream: `<offset>` of the answer (a token frame's id),
+    `r<offset>` of the reasoning (a reasoning frame's); None stays None: a first
+    connection."""
     if value is None:
         return None
-    if not _NUMBER.match(value):
+    reasoning = value.startswith("r")
+    if not _NUMBER.match(value[reasoning:]):
         raise BadLastEventId("Last-Event-ID is not an offset of this stream.")
-    return int(value)
+    return Position(int(value[reasoning:]), reasoning=reasoning)
 
 
 def stream_and_offset(value: str) -> tuple[int, str]:

@@ -15,6 +15,7 @@ from streaming.errors import Refused
 from streaming.models import StreamLog
 from streaming.providers.base import Options
 from streaming.relay import dialects, generation, hub, viewer
+from streaming.relay.feed import Position
 
 
 class NoSuchStream(Refused):
@@ -87,7 +88,7 @@ async def _follow(
     request: HttpRequest,
     stream: StreamLog,
     *,
-    after: int | None = None,
+    after: Position | None = None,
     id_prefix: str = "",
 ) -> HttpResponse:
     frames = await hub.get().follow(

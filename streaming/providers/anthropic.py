@@ -12,10 +12,12 @@ from streaming.providers.base import (
     TRANSPORT_ERRORS,
     BadUpstream,
     Incomplete,
+    Item,
     Message,
     Options,
     PerLoop,
     ProviderError,
+    ReasoningDelta,
     TextDelta,
     Usage,
     count,
@@ -69,15 +71,13 @@ class AnthropicProvider:
 
     async def stream(
         self, messages: list[Message], *, model: str, options: Options = DEFAULT_OPTIONS
-    ) -> AsyncIterator[TextDelta | Usage]:
+    ) -> AsyncIterator[Item]:
         client: anthropic.AsyncAnthropic = self._clients.get()
         try:
             async with client.messages.with_streaming_response.create(
-                **_parameters(options),
+                **_parameters(model, options),
                 model=model,
                 messages=list(messages),  # type: ignore[arg-type]
-                # Anthropic requires a limit.
-                max_tokens=token_limit(model, options) or settings.ANTHROPIC_MAX_TOKENS,
                 stream=True,
             ) as response:
                 chunks = response.iter_text()
@@ -88,14 +88,23 @@ class AnthropicProvider:
             raise sdk_error(error, anthropic) from None
 
 
-def _parameters(options: Options) -> dict[str, Any]:
+def _parameters(model: str, options: Options) -> dict[str, Any]:
     """The options the request sets; the system prompt is a top-level `system`,
     never a message.
 
+    Anthropic requires an output limit. A model with a thinking budget
+    (ANTHROPIC_THINKING_BUDGET_BY_MODEL) thinks first, and its limit counts the
+    thinking: the budget comes on top of the answer's own limit.
+
     The SDK (since 1.0) no longer takes temperature and top_p as arguments; the API
     still does on the models that allow sampling (its migration guide: send them in
-    `extra_body`). Models that do not answer 400, which the client gets."""
-    parameters: dict[str, Any] = {}
+    `extra_body`). Models that do not (thinking takes no temperature) answer 400,
+    which the client gets."""
+    limit = token_limit(model, options) or settings.ANTHROPIC_MAX_TOKENS
+    parameters: dict[str, Any] = {"max_tokens": limit}
+    if budget := settings.ANTHROPIC_THINKING_BUDGET_BY_MODEL.get(model):
+        parameters["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        parameters["max_tokens"] = limit + budget
     if options.system:
         parameters["system"] = options.system
     if options.stop:
@@ -113,7 +122,7 @@ def _parameters(options: Options) -> dict[str, Any]:
     return parameters
 
 
-async def _deltas(lines: AsyncIterator[str]) -> AsyncIterator[TextDelta | Usage]:
+async def _deltas(lines: AsyncIterator[str]) -> AsyncIterator[Item]:
     counts: dict[str, int] = {}
     async for event, data in wire.events(lines):
         if event == "ping":
@@ -123,8 +132,11 @@ async def _deltas(lines: AsyncIterator[str]) -> AsyncIterator[TextDelta | Usage]
             match event:
                 case "content_block_delta":
                     delta = payload["delta"]
-                    if delta.get("type") == "text_delta" and delta["text"]:
+                    kind = delta.get("type")
+                    if kind == "text_delta" and delta["text"]:
                         yield TextDelta(delta["text"])
+                    elif kind == "thinking_delta" and delta["thinking"]:
+                        yield ReasoningDelta(delta["thinking"])
                 case "message_start":
                     _count(counts, payload["message"].get("usage"))
                 case "message_delta":

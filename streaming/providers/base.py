@@ -2,7 +2,8 @@
 policy and error mapping every provider shares.
 
 A provider's `stream(messages, *, model, options)` is an async iterator of
-`TextDelta` and at most one `Usage`, ending normally only when the provider sent its
+`TextDelta`, `ReasoningDelta` (what a model that thinks sends apart from its answer)
+and at most one `Usage`, ending normally only when the provider sent its
 terminator. Failures are raised as one of the `ProviderError` subclasses below, whose
 `message` is written for the user: no SDK text, URL or key ever reaches it.
 Closing the iterator (or cancelling the task that runs it) closes the upstream
@@ -50,6 +51,11 @@ class TextDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     """What the provider counted; None where it reported nothing.
 
@@ -63,6 +69,10 @@ class Usage:
     cached_input_tokens: int | None = None
     cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None
+
+
+# What a provider's stream yields.
+Item = TextDelta | ReasoningDelta | Usage
 
 
 def count(value: Any) -> int | None:
@@ -137,7 +147,7 @@ class Provider(Protocol):
 
     def stream(
         self, messages: list[Message], *, model: str, options: Options = DEFAULT_OPTIONS
-    ) -> AsyncIterator[TextDelta | Usage]: ...
+    ) -> AsyncIterator[Item]: ...
 
 
 def output_limit(model: str) -> int | None:

@@ -12,10 +12,12 @@ from streaming.providers.base import (
     TRANSPORT_ERRORS,
     BadUpstream,
     Incomplete,
+    Item,
     Message,
     Options,
     PerLoop,
     ProviderError,
+    ReasoningDelta,
     TextDelta,
     Unavailable,
     Usage,
@@ -50,7 +52,7 @@ class OpenAIProvider:
 
     async def stream(
         self, messages: list[Message], *, model: str, options: Options = DEFAULT_OPTIONS
-    ) -> AsyncIterator[TextDelta | Usage]:
+    ) -> AsyncIterator[Item]:
         client: openai.AsyncOpenAI = self._clients.get()
         try:
             async with client.chat.completions.with_streaming_response.create(
@@ -90,7 +92,7 @@ def _parameters(model: str, options: Options) -> dict[str, Any]:
     return parameters
 
 
-async def _deltas(lines: AsyncIterator[str]) -> AsyncIterator[TextDelta | Usage]:
+async def _deltas(lines: AsyncIterator[str]) -> AsyncIterator[Item]:
     async for _event, data in wire.events(lines):
         if data == "[DONE]":
             return
@@ -98,19 +100,31 @@ async def _deltas(lines: AsyncIterator[str]) -> AsyncIterator[TextDelta | Usage]
         if chunk.get("error"):
             raise _stream_error(chunk["error"])
         try:
-            choices = chunk.get("choices") or ()
-            texts = [(choice.get("delta") or {}).get("content") for choice in choices]
+            deltas = [
+                choice.get("delta") or {} for choice in chunk.get("choices") or ()
+            ]
+            items = [item for delta in deltas for item in _items(delta)]
             usage = chunk.get("usage")
             if usage:
-                usage = _usage(usage)
+                items.append(_usage(usage))
         except (AttributeError, TypeError):
             raise BadUpstream() from None
-        for text in texts:
-            if text:
-                yield TextDelta(text)
-        if usage:
-            yield usage
+        for item in items:
+            yield item
     raise Incomplete()
+
+
+def _items(delta: dict[str, Any]) -> list[TextDelta | ReasoningDelta]:
+    """A delta's reasoning, then its text. OpenAI's own API sends no reasoning; the
+    servers that do name it `reasoning_content` (vLLM, llama.cpp, DeepSeek) or
+    `reasoning` (Ollama, OpenRouter, newer vLLM)."""
+    items: list[TextDelta | ReasoningDelta] = []
+    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+    if reasoning and isinstance(reasoning, str):
+        items.append(ReasoningDelta(reasoning))
+    if text := delta.get("content"):
+        items.append(TextDelta(text))
+    return items
 
 
 def _usage(usage: dict[str, Any]) -> Usage:

@@ -21,6 +21,10 @@ class Dialect(Protocol):
     def text(self, text: str, offset: int) -> str:
         """The next piece of the answer, which ends at `offset` characters."""
 
+    def reasoning(self, text: str, offset: int) -> str:
+        """The next piece of the model's reasoning, which ends at `offset` characters
+        of it."""
+
     def closing(self, ending: Ending) -> str:
         """The last frame(s): the answer ended as `ending` says."""
 
@@ -30,7 +34,8 @@ class Dialect(Protocol):
 
 class Relay:
     """The relay's own SSE: `retry` + `meta`, `token` frames whose id is
-    `<id_prefix><offset>`, then `usage` + `done` or one `error`."""
+    `<id_prefix><offset>` and `reasoning` frames whose id is `<id_prefix>r<offset>`,
+    then `usage` + `done` or one `error`."""
 
     def __init__(self, id_prefix: str = "") -> None:
         self.id_prefix = id_prefix
@@ -40,6 +45,9 @@ class Relay:
 
     def text(self, text: str, offset: int) -> str:
         return sse.encode("token", text, id=f"{self.id_prefix}{offset}")
+
+    def reasoning(self, text: str, offset: int) -> str:
+        return sse.encode("reasoning", text, id=f"{self.id_prefix}r{offset}")
 
     def closing(self, ending: Ending) -> str:
         if ending.error is not None:

@@ -27,7 +27,7 @@ from django.conf import settings
 from streaming.errors import StreamError
 from streaming.models import StreamLog
 from streaming.relay import background, framelog
-from streaming.relay.feed import Broadcast, Ending, Feed, ending_of
+from streaming.relay.feed import Broadcast, Ending, Feed, ending_of, recorded
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class Fanout:
                 "stream %s: could not follow it across processes", stream.pk
             )
             del self.mirrors[stream.pk]
-            return Feed(stream.pk, stream.response, _unreachable(stream.status))
+            return Feed(stream.pk, recorded(stream), _unreachable(stream.status))
         return mirror
 
     async def tend(self) -> None:
@@ -269,7 +269,8 @@ async def _settle_if_finished(mirror: Mirror) -> None:
         return
     stream = await _load(mirror.stream_id)
     if stream is not None and stream.is_finished:
-        mirror.apply(0, stream.response, len(stream.response), ending_of(stream))
+        text = recorded(stream)
+        mirror.apply(0, text, len(text), ending_of(stream))
     elif time.monotonic() - mirror.last_heard > settings.STREAM_LEASE_SECONDS:
         error = StreamError.of(
             "interrupted", "The server generating this answer stopped responding."

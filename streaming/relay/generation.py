@@ -32,11 +32,12 @@ from streaming.providers.base import (
     Options,
     Provider,
     ProviderError,
+    ReasoningDelta,
     Usage,
     retry_delay,
 )
 from streaming.relay import background, hub, outcome
-from streaming.relay.feed import Broadcast, Ending
+from streaming.relay.feed import SWITCH, Broadcast, Ending
 from streaming.relay.outcome import Progress
 
 logger = logging.getLogger(__name__)
@@ -166,7 +167,7 @@ async def _generate(
     options: Options,
 ) -> None:
     """Relay the provider's answer into the broadcast, retrying only before the first
-    token (after it, a retry would repeat text)."""
+    token, of the answer or of the reasoning (after it, a retry would repeat text)."""
     provider = providers.get(stream.provider)
     while True:
         progress.attempts += 1
@@ -203,7 +204,10 @@ async def _relay(
     spending = progress.spending
     next_budget_check = now + budgets.CHECK_SECONDS if spending.applies else math.inf
     saving: asyncio.Task[None] | None = None  # the checkpoint being written
-    normalise = Normaliser()
+    # Each text its own normaliser: a CR that ends a piece of one is not followed by
+    # the LF that starts a piece of the other.
+    normalise, normalise_reasoning = Normaliser(), Normaliser()
+    reasoning = broadcast.in_reasoning
     deltas = provider.stream(messages, model=stream.model, options=options)
     # Closing it closes the upstream connection even when a cancel lands while this
     # task awaits something else (a budget check), with the stream paused at a yield.
@@ -212,11 +216,17 @@ async def _relay(
             if isinstance(item, Usage):
                 progress.usage = item
                 continue
-            text = normalise(item.text)
+            if isinstance(item, ReasoningDelta):
+                text = normalise_reasoning(item.text)
+            else:
+                text = normalise(item.text)
             if not text:
                 continue
             if progress.ttft_ms is None:
                 progress.ttft_ms = progress.elapsed_ms()
+            if reasoning != isinstance(item, ReasoningDelta):
+                reasoning = not reasoning
+                text = SWITCH + text
             broadcast.append(text)
             now = time.monotonic()
             # Every token: past what the last count allows, count now.
@@ -227,8 +237,8 @@ async def _relay(
                 next_checkpoint = now + settings.STREAM_CHECKPOINT_SECONDS
                 # Beside the token flow: a slow database must not hold tokens back.
                 if saving is None or saving.done():
-                    answer = str(broadcast.text)
-                    saving = background.spawn(outcome.checkpoint(stream.pk, answer))
+                    text = str(broadcast.text)
+                    saving = background.spawn(outcome.checkpoint(stream.pk, text))
 
 
 async def _charge_output(
@@ -252,7 +262,8 @@ async def _charge_output(
 
 class Normaliser:
     """Turns `\\r\\n` and `\\r` into `\\n`, across delta boundaries too, and lone
-    surrogates (unencodable) into U+FFFD, so every offset counts what viewers get."""
+    surrogates (unencodable) and U+0000 (which PostgreSQL cannot store, and the
+    relay's `SWITCH`) into U+FFFD, so every offset counts what viewers get."""
 
     def __init__(self) -> None:
         self._pending_cr = False
@@ -263,6 +274,8 @@ class Normaliser:
         self._pending_cr = text.endswith("\r")
         if "\r" in text:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
+        if SWITCH in text:
+            text = text.replace(SWITCH, "\ufffd")
         if not text.isascii():
             text = text.encode("utf-8", "replace").decode("utf-8")
         return text

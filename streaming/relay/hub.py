@@ -23,7 +23,15 @@ from streaming.models import StreamLog
 from streaming.relay import background, dialects, framelog
 from streaming.relay.dialects import Dialect
 from streaming.relay.fanout import WATCH_INTERVAL, Fanout, owner_group
-from streaming.relay.feed import Broadcast, Ending, Feed, ending_of
+from streaming.relay.feed import (
+    SWITCH,
+    Broadcast,
+    Ending,
+    Feed,
+    Position,
+    ending_of,
+    recorded,
+)
 from streaming.relay.viewer import Audience, Flow, Viewer
 
 logger = logging.getLogger(__name__)
@@ -109,27 +117,34 @@ class Hub:
         stream: StreamLog,
         *,
         user_id: int,
-        after: int | None = None,
+        after: Position | int | None = None,
         dialect: Dialect | None = None,
         flow: Flow | None = None,
     ) -> Viewer | None:
         """User `user_id`'s `viewer.Viewer` of `stream` (`_frames`, written in
-        `dialect`, by default the relay's own SSE), fed as fast as `flow` allows; raises `TooManyViewers` past the user's cap. `after`: the
-        offset a reconnecting client has. Raises `BadOffset` past the end of a
+        `dialect`, by default the relay's own SSE), fed as fast as `flow` allows;
+        raises `TooManyViewers` past the user's cap. `after`: where a reconnecting
+        client is (an int: in the answer). Raises `BadOffset` past the end of a
         completed answer (past an incomplete one, which a crash may leave shorter
         than what was seen, the viewer gets its ending); None when the client has
         all of a finished stream (answer 204, so EventSource stops)."""
         self.audience.admit(user_id)
-        here = self.owned.get(stream.pk) or self.ended.get(stream.pk)
-        known = _known_length(stream, here)
-        if after is not None and known is not None:
-            if after > known and not _incomplete(stream):
+        if isinstance(after, int):
+            after = Position(after)
+        feed = self._known(stream)
+        if after is not None and feed is not None:
+            offset = feed.offset_of(after)
+            if offset is None and not _incomplete(stream):
                 raise BadOffset()
-            if after == known and stream.is_finished:
+            if offset == feed.length and stream.is_finished:
                 return None
-        feed = await self._feed(stream)
+        if feed is None:
+            self._start_ticker()
+            feed = await self.fanout.mirror(stream)
         dialect = dialect or dialects.Relay()
-        frames = _frames(_meta(stream), feed, after=after or 0, dialect=dialect)
+        frames = _frames(
+            _meta(stream), feed, after=after or Position(0), dialect=dialect
+        )
         return Viewer(feed, frames, user_id=user_id, audience=self.audience, flow=flow)
 
     async def stop(self, stream_id: int) -> None:
@@ -152,17 +167,14 @@ class Hub:
         while self.owned and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
 
-    async def _feed(self, stream: StreamLog) -> Feed:
-        """What a viewer of `stream` reads: owned here, just ended, finished, or
-        mirrored from the process that runs it."""
-        if stream.pk in self.owned:
-            return self.owned[stream.pk]
-        if ended := self.ended.get(stream.pk):
-            return ended
+    def _known(self, stream: StreamLog) -> Feed | None:
+        """The whole of `stream` so far, if this process has it: owned here, just
+        ended, or finished; None for a stream another process runs."""
+        if feed := self.owned.get(stream.pk) or self.ended.get(stream.pk):
+            return feed
         if stream.is_finished:
-            return Feed(stream.pk, stream.response, ending_of(stream))
-        self._start_ticker()
-        return await self.fanout.mirror(stream)
+            return Feed(stream.pk, recorded(stream), ending_of(stream))
+        return None
 
     def _start_ticker(self) -> None:
         if self._ticker is None or self._ticker.done():
@@ -246,13 +258,6 @@ def _cancel_orphans(broadcasts: Iterable[Broadcast]) -> None:
             broadcast.cancel("orphaned")
 
 
-def _known_length(stream: StreamLog, here: Feed | None) -> int | None:
-    """How much of the answer exists, if this process can tell."""
-    if here is not None:
-        return here.length
-    return len(stream.response) if stream.is_finished else None
-
-
 def _incomplete(stream: StreamLog) -> bool:
     return stream.is_finished and stream.status != StreamLog.Status.COMPLETED
 
@@ -264,21 +269,42 @@ def _meta(stream: StreamLog) -> dict[str, Any]:
 
 
 async def _frames(
-    meta: dict[str, Any], feed: Feed, *, after: int, dialect: Dialect
+    meta: dict[str, Any], feed: Feed, *, after: Position, dialect: Dialect
 ) -> AsyncIterator[str]:
-    """The opening, the text after offset `after` in pieces of at most FRAME_CHARS,
-    then live text, then the closing; a heartbeat whenever nothing arrived for
-    SSE_HEARTBEAT_SECONDS."""
+    """The opening, the text after `after` in pieces of at most FRAME_CHARS, then
+    live text, then the closing; a heartbeat whenever nothing arrived for
+    SSE_HEARTBEAT_SECONDS. The answer's pieces and the reasoning's go to the
+    dialect each with its own offset, in the order they came."""
     yield dialect.opening(meta)
-    offset = after
+    heartbeat = settings.SSE_HEARTBEAT_SECONDS
+    # A mirror may not have reached the client's position yet.
+    while (offset := feed.offset_of(after)) is None and feed.ending is None:
+        if not await feed.wait(heartbeat):
+            yield dialect.heartbeat()
+    if offset is None:  # past the end of an answer that ended short
+        offset = feed.length
+    answer, reasoning, thinking = feed.lengths_at(offset)
     while True:
         if text := feed.since(offset, FRAME_CHARS):
             offset += len(text)
-            yield dialect.text(text, offset)
+            frames = []
+            parts = text.split(SWITCH) if SWITCH in text else (text,)
+            for index, part in enumerate(parts):
+                if index:  # a SWITCH came before it
+                    thinking = not thinking
+                if not part:
+                    continue
+                if thinking:
+                    reasoning += len(part)
+                    frames.append(dialect.reasoning(part, reasoning))
+                else:
+                    answer += len(part)
+                    frames.append(dialect.text(part, answer))
+            yield frames[0] if len(frames) == 1 else "".join(frames)
         elif feed.ending is not None:
             yield dialect.closing(feed.ending)
             return
-        elif not await feed.wait(settings.SSE_HEARTBEAT_SECONDS):
+        elif not await feed.wait(heartbeat):
             yield dialect.heartbeat()
 
 

@@ -21,7 +21,7 @@ from django.utils.dateparse import parse_datetime
 
 from streaming.accounting import costs, tokens
 from streaming.models import StreamLog
-from streaming.relay import background, framelog, hub
+from streaming.relay import background, framelog, hub, outcome
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +99,9 @@ def _stale():
 
 @sync_to_async
 def _expired() -> list[tuple[int, int]]:
-    """(id, length of the checkpointed answer) of every row whose lease ran out."""
-    return list(_stale().values_list("pk", Length("response")))
+    """(id, length of the checkpointed text) of every row whose lease ran out."""
+    checkpointed = Length("response") + Length("reasoning")
+    return list(_stale().values_list("pk", checkpointed))
 
 
 @sync_to_async
@@ -120,15 +121,15 @@ def _end(stream_ids: list[int], records: dict[int, framelog.Record]) -> int:
     for stream_id, record in records.items():
         rows = _stale().filter(pk=stream_id)
         if record.outcome is not None:
-            outcome = record.outcome | {
+            final = record.outcome | {
                 "finished_at": parse_datetime(record.outcome["finished_at"]),
                 "updated_at": now,
             }
-            ended += rows.update(**outcome)
+            ended += rows.update(**final)
         else:
             ended += rows.update(
                 **interrupted,
-                response=record.text,
+                **outcome.texts(record.text),
                 output_tokens=tokens.estimate_length(record.length),
             )
     rest = [stream_id for stream_id in stream_ids if stream_id not in records]

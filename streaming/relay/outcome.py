@@ -19,7 +19,7 @@ from streaming.accounting.budgets import Spending
 from streaming.accounting.costs import Price
 from streaming.models import StreamLog
 from streaming.providers.base import Usage
-from streaming.relay import hub
+from streaming.relay import feed, hub
 from streaming.relay.feed import Broadcast, Ending
 
 logger = logging.getLogger(__name__)
@@ -41,9 +41,10 @@ class Progress:
 
 
 async def checkpoint(stream_id: int, text: str) -> None:
-    """Save the answer so far; a database that is briefly away does not stop it."""
+    """Save the answer and the reasoning so far (`text` joins them); a database that
+    is briefly away does not stop it."""
     try:
-        await _save(stream_id, in_flight=True, response=text)
+        await _save(stream_id, in_flight=True, **texts(text))
     except Exception:
         logger.warning("stream %s: checkpoint failed; will retry", stream_id)
 
@@ -53,9 +54,12 @@ async def finish(
 ) -> None:
     """End the stream: viewers and the frame log first (`hub.close`), then its row
     (which frees the stream's slot), then the user's budget gets the final count."""
-    usage, estimated = _usage(progress, broadcast.length)
+    usage, estimated = _usage(progress, broadcast)
     if ending.status == StreamLog.Status.COMPLETED:
-        ending = Ending(ending.status, usage=_usage_dict(usage))
+        usage_dict = feed.usage_of(
+            usage.input_tokens, usage.output_tokens, usage.reasoning_tokens
+        )
+        ending = Ending(ending.status, usage=usage_dict)
     fields = _fields(broadcast, progress, ending, usage, estimated=estimated)
     try:
         # In the frame log first: if the database stays away longer than the final
@@ -95,7 +99,7 @@ def _fields(
     """The columns of the stream's finished row."""
     return {
         "status": ending.status,
-        "response": str(broadcast.text),
+        **texts(str(broadcast.text)),
         "error_code": ending.error.code if ending.error else "",
         "error_message": ending.error.message if ending.error else "",
         "error_retry_after": ending.error.retry_after if ending.error else None,
@@ -113,19 +117,35 @@ def _fields(
     }
 
 
-def _usage(progress: Progress, length: int) -> tuple[Usage, bool]:
+def texts(text: str) -> dict[str, Any]:
+    """The row's fields of a stream's joined text: the answer and the reasoning."""
+    answer, reasoning, spans = feed.split(text)
+    return {"response": answer, "reasoning": reasoning, "reasoning_spans": spans}
+
+
+def _usage(progress: Progress, broadcast: Broadcast) -> tuple[Usage, bool]:
     """The provider's usage, with our estimate for whatever it did not report
-    (stopped, failed and orphaned streams), and whether anything was estimated."""
+    (stopped, failed and orphaned streams), and whether the input or the output
+    was estimated. The reasoning's count, when the provider gave none, is estimated
+    from its text (the output counts it either way)."""
     reported = progress.usage or Usage(None, None)
     input_tokens, output_tokens = reported.input_tokens, reported.output_tokens
+    reasoning_tokens = reported.reasoning_tokens
     estimated = input_tokens is None or output_tokens is None
     if input_tokens is None:
         input_tokens = progress.prompt_tokens if progress.attempts else 0
     if output_tokens is None:
-        output_tokens = tokens.estimate_length(length)
-    return replace(reported, input_tokens=input_tokens, output_tokens=output_tokens), (
-        estimated
+        # The joined text: its every character is the answer's or the reasoning's.
+        output_tokens = tokens.estimate_length(broadcast.length)
+    if reasoning_tokens is None and broadcast.reasoning_length:
+        reasoning_tokens = tokens.estimate_length(broadcast.reasoning_length)
+    usage = replace(
+        reported,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        reasoning_tokens=reasoning_tokens,
     )
+    return usage, estimated
 
 
 def _cost(price: Price | None, usage: Usage) -> Decimal | None:
@@ -137,10 +157,6 @@ def _cost(price: Price | None, usage: Usage) -> Decimal | None:
         cached_input_tokens=usage.cached_input_tokens,
         cache_write_tokens=usage.cache_write_tokens,
     )
-
-
-def _usage_dict(usage: Usage) -> dict[str, int | None]:
-    return {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
 
 
 async def _settle(

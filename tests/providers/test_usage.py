@@ -78,7 +78,9 @@ async def test_anthropic_usage_is_the_last_count_of_each_field(
         thinking or None,
         False,
     )
-    assert usage == {"input_tokens": whole_prompt, "output_tokens": output}
+    # The usage frame names the reasoning's tokens when the model reasoned.
+    reasoned = {"reasoning_tokens": thinking} if thinking else {}
+    assert usage == {"input_tokens": whole_prompt, "output_tokens": output, **reasoned}
 
 
 @pytest.mark.parametrize(
@@ -99,7 +101,8 @@ async def test_openai_usage_keeps_the_cached_and_reasoning_details(
     output = ANSWER + reasoning
     # OpenAI writes to its cache for free and reports no such count.
     assert _counts(log) == (whole_prompt, cached, None, output, reasoning, False)
-    assert usage == {"input_tokens": whole_prompt, "output_tokens": output}
+    reasoned = {"reasoning_tokens": reasoning} if reasoning else {}
+    assert usage == {"input_tokens": whole_prompt, "output_tokens": output, **reasoned}
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
