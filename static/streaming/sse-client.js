@@ -70,10 +70,11 @@
  * have is trimmed by offset, per kind, never appended twice.
  *
  * /chat/stream. Each plain request to it starts a new, paid generation. Once the meta
- * frame or a token has arrived, reconnections carry `last_event_id=<stream>:<offset>`
- * (or `<stream>:r<offset>`) and resume the same generation. A connection lost before that cannot be resumed
- * (there is no id to resume), so the stream ends with "connection_lost" instead of
- * reconnecting, unless `allowRestart: true` says a second generation is acceptable.
+ * frame or a text frame has arrived, reconnections carry
+ * `last_event_id=<stream>:<offset>` (or `<stream>:r<offset>`) and resume the same
+ * generation. A connection lost before that cannot be resumed (there is no id to
+ * resume), so the stream ends with "connection_lost" instead of reconnecting, unless
+ * `allowRestart: true` says a second generation is acceptable.
  *
  * HTTP errors. EventSource hides status codes: a 401, 403, 404, 429, 5xx, or a 204
  * ("nothing after that id") all look like an error event with readyState CLOSED. This
