@@ -4,9 +4,11 @@
 Serves, on 127.0.0.1 only:
 
   POST /v1/chat/completions   OpenAI chat completions (stream=true: `data: {chunk}` lines,
-                              optional usage chunk, `data: [DONE]`; stream=false: one JSON body)
+                              reasoning chunks first when asked, optional usage chunk,
+                              `data: [DONE]`; stream=false: one JSON body)
   POST /v1/messages           Anthropic messages (stream=true: message_start, content_block_start,
-                              ping, content_block_delta*, content_block_stop, message_delta,
+                              ping, content_block_delta*, content_block_stop (a thinking block
+                              first when asked, then the text block), message_delta,
                               message_stop; stream=false: one JSON body)
   GET  /stats                 JSON counters (requests, statuses, streams completed / client
                               disconnected / errored / aborted, tokens, bytes, CPU, RSS) and the
@@ -33,7 +35,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import collections
+import hashlib
 import heapq
 import itertools
 import json
@@ -51,9 +55,21 @@ from aiohttp import web
 
 OPTION_DOC = {
     "tokens": ("20", "number of content tokens to stream"),
+    "reasoning": (
+        "0",
+        "number of reasoning tokens streamed before the content tokens (OpenAI: delta"
+        " chunks of reasoning_field; Anthropic: a thinking block before the text block),"
+        " paced like them; usage counts them only as reasoning_tokens says",
+    ),
+    "reasoning_field": (
+        "reasoning_content",
+        "OpenAI delta key of the reasoning: reasoning_content (DeepSeek, vLLM, llama.cpp)"
+        " | reasoning (OpenRouter, Ollama, newer vLLM)",
+    ),
     "ttft_ms": (
         "0",
-        "delay before the first content token (after headers and the role/start events)",
+        "delay before the first token, reasoning or content (after headers and the"
+        " role/start events)",
     ),
     "headers_delay_ms": ("0", "delay before the response headers are sent"),
     "delay_ms": (
@@ -277,8 +293,14 @@ class Opts:
         self.cached_tokens = int(d["cached_tokens"])
         self.cache_write_tokens = int(d["cache_write_tokens"])
         self.reasoning_tokens = int(d["reasoning_tokens"])
+        self.reasoning = int(d["reasoning"])
+        self.reasoning_field = d["reasoning_field"]
+        if self.reasoning_field not in ("reasoning_content", "reasoning"):
+            raise ValueError(f"unknown reasoning_field {self.reasoning_field!r}")
         if self.tokens < 0 or self.tokens > 10_000_000:
             raise ValueError("tokens out of range")
+        if self.reasoning < 0 or self.reasoning > 10_000_000:
+            raise ValueError("reasoning out of range")
 
 
 def token_at(opts: Opts, i: int) -> str:
@@ -297,6 +319,33 @@ def token_at(opts: Opts, i: int) -> str:
 def expected_text(opts: Opts, limit: int | None = None) -> str:
     n = opts.tokens if limit is None else min(opts.tokens, limit)
     return "".join(token_at(opts, i) for i in range(n))
+
+
+# The reasoning's steps, in turn: a line end and non-ASCII text within the first four
+# tokens, so that a relay of reasoning meets them as early as one of the answer's.
+REASONING_STEPS = (
+    "think.",
+    "check the premise.\n",
+    "weigh the caf\u00e9's r\u00e9sum\u00e9.",
+    "so far so good \U0001f914",
+    "conclude.",
+)
+
+
+def reasoning_at(i: int) -> str:
+    """Reasoning token `i`: "Step 1: think.", then " Step 2: check the premise.\\n", ..."""
+    step = f"Step {i + 1}: {REASONING_STEPS[i % len(REASONING_STEPS)]}"
+    return step if i == 0 else " " + step
+
+
+def expected_reasoning(opts: Opts) -> str:
+    return "".join(reasoning_at(i) for i in range(opts.reasoning))
+
+
+def reasoning_signature(opts: Opts) -> str:
+    """The Anthropic thinking block's signature: base64 of the reasoning's SHA-256."""
+    digest = hashlib.sha256(expected_reasoning(opts).encode()).digest()
+    return base64.b64encode(digest).decode()
 
 
 def _content_text(content) -> str:
@@ -857,6 +906,7 @@ async def _stream(
         # The system prompt, sampling options and messages the client sent.
         "received": _received(api, body),
         "sent": 0,
+        "reasoning_sent": 0,
         "outcome": None,
         "retry_count": retry_count,
         "started_at": time.time(),
@@ -912,6 +962,8 @@ async def _stream(
             ).encode()
             tail_usage = b',"usage":null' if include_usage else b""
             tok_prefix = head + b'"delta":{"content":'
+            reasoning_prefix = head + b'"delta":{"%s":' % opts.reasoning_field.encode()
+            reasoning_end = b""
             tok_suffix = b'},"logprobs":null,"finish_reason":null}]' + tail_usage
             first = (
                 head
@@ -935,15 +987,27 @@ async def _stream(
             }
             if msg["message"]["usage"] is None:
                 del msg["message"]["usage"]
+            # With reasoning, the thinking block is block 0 and the text block follows it.
+            text_index = 1 if opts.reasoning else 0
+            text_start = _anthropic_text_start(text_index)
             await w.send(
-                b"event: message_start\ndata: " + _dumps(msg).encode() + b"\n\n"
-                b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
-                b'"content_block":{"type":"text","text":""}}\n\n'
-                b'event: ping\ndata: {"type": "ping"}\n\n',
+                b"event: message_start\ndata: "
+                + _dumps(msg).encode()
+                + b"\n\n"
+                + (_ANTHROPIC_THINKING_START if opts.reasoning else text_start)
+                + b'event: ping\ndata: {"type": "ping"}\n\n',
                 flush=not paced_coalesce,
             )
-            tok_prefix = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":'
+            tok_prefix = (
+                b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+                b'"delta":{"type":"text_delta","text":' % text_index
+            )
             tok_suffix = b"}}\n\n"
+            reasoning_prefix = (
+                b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+                b'"delta":{"type":"thinking_delta","thinking":'
+            )
+            reasoning_end = _anthropic_thinking_end(opts) + text_start
 
         if opts.ttft_ms > 0:
             if paced_coalesce:
@@ -968,7 +1032,18 @@ async def _stream(
                 )
             return tok_prefix + enc + tok_suffix
 
+        def make_reasoning(i: int) -> bytes:
+            tok = reasoning_at(i)
+            enc = reasoning_prefix + _dumps(tok, asc).encode() + tok_suffix
+            if is_openai:
+                return enc + _obf(obfuscation, len(tok)) + b"}\n\n"
+            return enc
+
         pacer = Pacer(opts, loop)
+        if opts.reasoning:
+            await _send_reasoning(
+                w, opts, rec, pacer, make_reasoning, reasoning_end, not paced_coalesce
+            )
         if pacer.paced and not opts.split:
             # Paced streams are driven by one shared timer wheel writing straight to the transport
             # (no task wake-up per token), so that the fake provider stays cheap at 1000s of streams.
@@ -1035,8 +1110,10 @@ async def _stream(
                 if md["usage"] is None:
                     del md["usage"]
                 await w.send(
-                    b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
-                    b"event: message_delta\ndata: " + _dumps(md).encode() + b"\n\n"
+                    _anthropic_block_stop(text_index)
+                    + b"event: message_delta\ndata: "
+                    + _dumps(md).encode()
+                    + b"\n\n"
                     b'event: message_stop\ndata: {"type":"message_stop"}\n\n',
                     flush=True,
                 )
@@ -1060,6 +1137,64 @@ async def _stream(
         raise
     _finish(rec, outcome)
     return resp
+
+
+async def _send_reasoning(
+    w: Writer,
+    opts: Opts,
+    rec: dict,
+    pacer: Pacer,
+    make_reasoning,
+    end: bytes,
+    flush: bool,
+) -> None:
+    """Send the reasoning tokens, then `end` (what closes the reasoning), paced as the
+    answer's tokens are: delay_ms apart, and delay_ms more before the answer's first."""
+    pacer.start()
+    for i in range(opts.reasoning):
+        if i > 0 and pacer.paced:
+            await pacer.wait_next()
+        await w.send(make_reasoning(i), flush=flush)
+        rec["reasoning_sent"] = i + 1
+    if end:
+        await w.send(end, flush=flush)
+    if pacer.paced:
+        await pacer.wait_next()
+
+
+_ANTHROPIC_THINKING_START = (
+    b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+    b'"content_block":{"type":"thinking","thinking":"","signature":""}}\n\n'
+)
+
+
+def _anthropic_text_start(index: int) -> bytes:
+    return (
+        b'event: content_block_start\ndata: {"type":"content_block_start","index":%d,'
+        b'"content_block":{"type":"text","text":""}}\n\n' % index
+    )
+
+
+def _anthropic_block_stop(index: int) -> bytes:
+    return (
+        b'event: content_block_stop\ndata: {"type":"content_block_stop","index":%d}\n\n'
+        % index
+    )
+
+
+def _anthropic_thinking_end(opts: Opts) -> bytes:
+    """The thinking block's signature_delta and content_block_stop."""
+    delta = {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "signature_delta", "signature": reasoning_signature(opts)},
+    }
+    return (
+        b"event: content_block_delta\ndata: "
+        + _dumps(delta).encode()
+        + b"\n\n"
+        + _anthropic_block_stop(0)
+    )
 
 
 def _received(api: str, body: dict) -> dict:
@@ -1209,10 +1344,11 @@ async def _complete(
     if isinstance(max_tokens, int) and 0 <= max_tokens < n:
         n = max_tokens
         stop = "length" if api == "openai" else "max_tokens"
-    delay = (opts.ttft_ms + max(0, n - 1) * opts.delay_ms) / 1000.0
+    delay = (opts.ttft_ms + max(0, opts.reasoning + n - 1) * opts.delay_ms) / 1000.0
     if delay > 0:
         await asyncio.sleep(delay)
     text = expected_text(opts, n)
+    reasoning = expected_reasoning(opts)
     STATS.tokens_sent += n
     STATS.statuses[200] += 1
     if api == "openai":
@@ -1242,13 +1378,20 @@ async def _complete(
             "service_tier": "default",
             "system_fingerprint": "fp_fake0001",
         }
+        if reasoning:
+            out["choices"][0]["message"][opts.reasoning_field] = reasoning
     else:
+        thinking = {
+            "type": "thinking",
+            "thinking": reasoning,
+            "signature": reasoning_signature(opts),
+        }
         out = {
             "id": "msg_fake" + uuid.uuid4().hex[:20],
             "type": "message",
             "role": "assistant",
             "model": model_echo,
-            "content": [{"type": "text", "text": text}],
+            "content": [thinking] * bool(reasoning) + [{"type": "text", "text": text}],
             "stop_reason": stop,
             "stop_sequence": None,
             "usage": {
@@ -1367,6 +1510,11 @@ def main(argv=None):
         metavar="OPTIONS",
         help="print (JSON) the exact text a stream with these options carries, and exit",
     )
+    ap.add_argument(
+        "--print-reasoning",
+        metavar="OPTIONS",
+        help="print (JSON) the exact reasoning a stream with these options carries, and exit",
+    )
     a = ap.parse_args(argv)
     if a.help_options:
         for k, (d, h) in OPTION_DOC.items():
@@ -1375,11 +1523,15 @@ def main(argv=None):
     BASE_OPTS = default_options()
     if a.defaults:
         BASE_OPTS.update(parse_option_string(a.defaults))
-    if a.print_text is not None:
-        d = dict(BASE_OPTS)
-        d.update(parse_option_string(a.print_text))
-        print(json.dumps(expected_text(Opts(d, a.print_text))))
-        return 0
+    for options, expected in (
+        (a.print_text, expected_text),
+        (a.print_reasoning, expected_reasoning),
+    ):
+        if options is not None:
+            d = dict(BASE_OPTS)
+            d.update(parse_option_string(options))
+            print(json.dumps(expected(Opts(d, options))))
+            return 0
     if a.host not in ("127.0.0.1", "localhost", "::1"):
         ap.error("refusing to bind to a non-loopback address")
     Opts(BASE_OPTS, "")  # validate

@@ -58,6 +58,10 @@ export function fakeEventSource() {
       this.emit("token", text, String(id));
     }
 
+    reasoning(text, id) {
+      this.emit("reasoning", text, String(id));
+    }
+
     done(usage = { input_tokens: 1, output_tokens: 2 }) {
       this.emit("usage", JSON.stringify(usage));
       this.emit("done", "[DONE]");
@@ -128,6 +132,7 @@ export function setup(overrides = {}) {
     random: () => 0.5,
     onMeta: record("meta"),
     onToken: record("token"),
+    onReasoning: record("reasoning"),
     onUsage: record("usage"),
     onDone: record("done"),
     onError: record("error"),

@@ -268,6 +268,154 @@ describe("reconnecting", () => {
   });
 });
 
+describe("reasoning", () => {
+  test("reasoning then tokens: each kind grows apart, lastEventId follows the last frame", () => {
+    const t = setup();
+    const stream = openStream(EVENTS, t.options);
+    t.last.open();
+    t.last.meta();
+    t.last.reasoning("Think,\nthen", "r11");
+    assert.equal(stream.lastEventId, "r11");
+    t.last.reasoning(" answer.", "r19");
+    t.last.token("Yes", 3);
+    t.last.token(".", 4);
+    assert.equal(stream.reasoning, "Think,\nthen answer.");
+    assert.equal(stream.content, "Yes.");
+    assert.equal(stream.lastEventId, "4");
+    assert.deepEqual(t.named("reasoning"), [
+      ["Think,\nthen", { offset: 11, reasoning: "Think,\nthen" }],
+      [" answer.", { offset: 19, reasoning: "Think,\nthen answer." }],
+    ]);
+    assert.deepEqual(t.named("token"), [
+      ["Yes", { offset: 3, content: "Yes" }],
+      [".", { offset: 4, content: "Yes." }],
+    ]);
+  });
+
+  test("interleaved reasoning and tokens keep their own offsets", () => {
+    const t = setup();
+    const stream = openStream(EVENTS, t.options);
+    t.last.reasoning("Hmm", "r3");
+    t.last.token("A", 1);
+    t.last.reasoning(", so", "r7");
+    t.last.token("BC", 3);
+    assert.equal(stream.reasoning, "Hmm, so");
+    assert.equal(stream.content, "ABC");
+    assert.equal(stream.lastEventId, "3");
+    assert.deepEqual(
+      t.calls.filter(([name]) => name === "token" || name === "reasoning").map(([name, text]) => [name, text]),
+      [["reasoning", "Hmm"], ["token", "A"], ["reasoning", ", so"], ["token", "BC"]],
+    );
+  });
+
+  test("streams without reasoning have empty reasoning and never call onReasoning", () => {
+    const t = setup();
+    const stream = openStream(EVENTS, t.options);
+    t.last.token("Hi", 2);
+    t.last.done();
+    assert.equal(stream.reasoning, "");
+    assert.deepEqual(t.named("reasoning"), []);
+  });
+
+  test("a drop mid-reasoning resumes with last_event_id=r<N>, and the replayed overlap is trimmed", () => {
+    const t = setup();
+    const stream = openStream(EVENTS, t.options);
+    t.last.reasoning("Let me 🤔", "r8"); // 8 code points, 9 UTF-16 units
+    t.last.fail();
+    t.timers.runNext();
+    assert.equal(t.last.url, "/streams/7/events?last_event_id=r8");
+    t.last.reasoning("🤔", "r8"); // a full duplicate
+    t.last.reasoning("🤔 think", "r14"); // starts at 7: repeats the emoji
+    t.last.token("No", 2);
+    assert.equal(stream.reasoning, "Let me 🤔 think");
+    assert.equal(stream.content, "No");
+    assert.deepEqual(
+      t.named("reasoning").map(([text]) => text),
+      ["Let me 🤔", " think"],
+    );
+  });
+
+  test("a drop after tokens resumes with the token id; replayed reasoning is not appended twice", () => {
+    const t = setup();
+    const stream = openStream(EVENTS, t.options);
+    t.last.reasoning("Plan", "r4");
+    t.last.token("Do", 2);
+    t.last.fail();
+    t.timers.runNext();
+    assert.equal(t.last.url, "/streams/7/events?last_event_id=2");
+    t.last.reasoning("Plan", "r4");
+    t.last.token("Do it", 5);
+    assert.equal(stream.reasoning, "Plan");
+    assert.equal(stream.content, "Do it");
+    assert.equal(stream.lastEventId, "5");
+    assert.deepEqual(t.named("reasoning").map(([text]) => text), ["Plan"]);
+    t.last.fail();
+    t.timers.runNext();
+    assert.equal(t.last.url, "/streams/7/events?last_event_id=5");
+  });
+
+  test("/chat/stream resumes reasoning with last_event_id=<stream>:r<offset>", () => {
+    const t = setup();
+    const stream = openStream(CHAT, t.options);
+    t.last.meta(7);
+    t.last.reasoning("Think", "7:r5");
+    assert.equal(stream.lastEventId, "7:r5");
+    t.last.fail();
+    t.timers.runNext();
+    assert.equal(param(t.last.url, "last_event_id"), "7:r5");
+    assert.equal(param(t.last.url, "prompt"), "hello there");
+    t.last.reasoning("Think more", "7:r10");
+    t.last.token("OK", "7:2");
+    assert.equal(stream.reasoning, "Think more");
+    assert.equal(stream.content, "OK");
+    t.last.fail();
+    t.timers.runNext();
+    assert.equal(param(t.last.url, "last_event_id"), "7:2");
+  });
+
+  test("a last_event_id=r<N> in the URL starts the reasoning after it", () => {
+    const t = setup();
+    const stream = openStream("/chat/stream?prompt=hi&last_event_id=7:r17", t.options);
+    assert.equal(stream.streamId, 7);
+    assert.equal(stream.lastEventId, "7:r17");
+    t.last.reasoning("ng it.", "7:r20"); // [14, 20): three of it are old
+    assert.equal(stream.reasoning, "it.");
+    t.last.fail();
+    t.timers.runNext();
+    assert.equal(param(t.last.url, "last_event_id"), "7:r20");
+  });
+
+  test("a 204 after a reasoning frame probes r<N-1> and recovers the ending", () => {
+    const t = setup();
+    const stream = openStream(EVENTS, t.options);
+    t.last.token("Hi", 2);
+    t.last.reasoning("Done?", "r5");
+    t.last.fail(); // dropped before the ending
+    t.timers.runNext();
+    assert.equal(param(t.last.url, "last_event_id"), "r5");
+    t.last.fail(2); // 204: nothing after r5
+    t.timers.runNext();
+    assert.equal(param(t.last.url, "last_event_id"), "r4");
+    t.last.meta();
+    t.last.reasoning("?", "r5");
+    t.last.done();
+    assert.equal(stream.status, "done");
+    assert.equal(stream.reasoning, "Done?");
+    assert.equal(stream.content, "Hi");
+  });
+
+  test("/chat/stream: the probe after a reasoning frame asks <stream>:r<N-1>", () => {
+    const t = setup();
+    openStream(CHAT, t.options);
+    t.last.reasoning("Why", "7:r3");
+    t.last.fail();
+    t.timers.runNext();
+    t.last.fail(2);
+    t.timers.runNext();
+    assert.equal(param(t.last.url, "last_event_id"), "7:r2");
+  });
+});
+
 describe("stop()", () => {
   afterEach(() => {
     delete globalThis.document;

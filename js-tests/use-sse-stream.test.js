@@ -68,6 +68,30 @@ test("content grows as frames arrive, and isDone becomes true on done", async ()
   assert.equal(result.current.status, "done");
 });
 
+test("reasoning grows apart from content, resumed by its own id", async () => {
+  const t = setup();
+  const { result } = await renderHook("/chat/stream?prompt=hi", t.options);
+  assert.equal(result.current.reasoning, "");
+  await send(() => {
+    t.last.meta(7);
+    t.last.reasoning("Think", "7:r5");
+  });
+  assert.equal(result.current.reasoning, "Think");
+  assert.equal(result.current.content, "");
+
+  await send(() => t.last.fail());
+  await send(() => t.timers.runNext());
+  assert.equal(new URLSearchParams(t.last.url.split("?")[1]).get("last_event_id"), "7:r5");
+  await send(() => {
+    t.last.reasoning("Think.", "7:r6");
+    t.last.token("Yes", "7:3");
+  });
+  assert.equal(result.current.reasoning, "Think.");
+  assert.equal(result.current.content, "Yes");
+  // The caller's own callback still runs, with only the new text.
+  assert.deepEqual(t.named("reasoning").map(([text]) => text), ["Think", "."]);
+});
+
 test("error is set from an error frame", async () => {
   const t = setup();
   const { result } = await renderHook("/streams/7/events", t.options);

@@ -156,8 +156,19 @@ def new_key() -> str:
 @cache
 def provider_text(options: str) -> str:
     """The exact text the fake provider streams for `options` (its --print-text)."""
+    return _printed("--print-text", options)
+
+
+@cache
+def provider_reasoning(options: str) -> str:
+    """The exact reasoning the fake provider streams for `options` (its
+    --print-reasoning)."""
+    return _printed("--print-reasoning", options)
+
+
+def _printed(flag: str, options: str) -> str:
     result = subprocess.run(
-        [sys.executable, str(FAKE_PROVIDER), "--print-text", options],
+        [sys.executable, str(FAKE_PROVIDER), flag, options],
         capture_output=True,
         text=True,
         check=True,
@@ -172,8 +183,17 @@ def normalised(text: str) -> str:
 
 
 def expected_answer(**options: object) -> str:
-    options = {k: v for k, v in options.items() if k != "key"}
-    return normalised(provider_text(urlencode(options)))
+    return normalised(provider_text(_text_options(options)))
+
+
+def expected_reasoning(**options: object) -> str:
+    return normalised(provider_reasoning(_text_options(options)))
+
+
+def _text_options(options: dict[str, object]) -> str:
+    """The option string of `options` without `key`, which changes no text (and
+    would defeat the cache)."""
+    return urlencode({k: v for k, v in options.items() if k != "key"})
 
 
 def prompt_tokens(prompt: str) -> int:

@@ -12,12 +12,15 @@
  * openStream(url, options) -> handle
  *
  *   url: `/streams/<id>/events` (preferred) or `/chat/stream?prompt=…`, absolute or
- *   relative. A `last_event_id` already in the URL resumes from that point: `content`
- *   then holds only the text after it.
+ *   relative. A `last_event_id` already in the URL (either kind, below) resumes from
+ *   that point: `content` and `reasoning` then hold only the text after it.
  *
  *   options (all optional):
  *     onMeta(meta)                 {stream_id, provider, model}, on every connection
- *     onToken(text, {offset, content})  new text only; offset counts code points
+ *     onToken(text, {offset, content})  new answer text only; offset (the answer's
+ *                                  length) counts code points
+ *     onReasoning(text, {offset, reasoning})  likewise for the model's reasoning,
+ *                                  relayed apart from the answer (offset: its length)
  *     onUsage(usage)               {input_tokens, output_tokens}
  *     onDone()                     the answer is complete
  *     onError(error)               the stream ended badly, called once: the server's
@@ -44,27 +47,34 @@
  *                                  generation may still be running.
  *     close()                      stop following (the generation goes on): status
  *                                  "closed" (told to onStatus), then no callbacks
- *     content, status, error, streamId, lastEventId   read-only; error is null
- *                                  unless onError was called; streamId (a number)
- *                                  and lastEventId (a token id) are null until known
+ *     content, reasoning, status, error, streamId, lastEventId   read-only; error
+ *                                  is null unless onError was called; streamId (a
+ *                                  number) and lastEventId (the id of the last token
+ *                                  or reasoning frame) are null until known
  *
  * status: "connecting" -> "streaming" <-> "reconnecting", then exactly one of
  *   "done" | "stopped" | "error" | "closed" (terminal: the EventSource is closed and
  *   nothing reconnects).
  *
+ * Ids. A token frame's id is the answer's length after it (`42`), a reasoning frame's
+ * is `r` and the reasoning's length (`r17`); on /chat/stream both are prefixed with
+ * the stream id (`7:42`, `7:r17`). The two kinds may interleave.
+ *
  * Reconnecting. On a dropped connection this client closes the EventSource itself
  * (so the browser's own reconnect never runs) and, after a backoff with full jitter
  * (random() * min(maxMs, initialMs * 2 ** attempt)), opens a new one on the same URL
- * with `last_event_id=<last token id>`; the server replays only the text after it.
- * The attempt count resets when a frame arrives; `maxAttempts` reconnections in a
- * row without a frame end the stream with {code: "connection_lost", retryable: true}.
- * Replayed text that overlaps what we have is trimmed by offset, never appended twice.
+ * with `last_event_id=<the last frame's id>`, of either kind; the server replays both
+ * kinds after that point, in arrival order. The attempt count resets when a frame
+ * arrives; `maxAttempts` reconnections in a row without a frame end the stream with
+ * {code: "connection_lost", retryable: true}. Replayed text that overlaps what we
+ * have is trimmed by offset, per kind, never appended twice.
  *
  * /chat/stream. Each plain request to it starts a new, paid generation. Once the meta
- * frame or a token has arrived, reconnections carry `last_event_id=<stream>:<offset>`
- * and resume the same generation. A connection lost before that cannot be resumed
- * (there is no id to resume), so the stream ends with "connection_lost" instead of
- * reconnecting, unless `allowRestart: true` says a second generation is acceptable.
+ * frame or a text frame has arrived, reconnections carry
+ * `last_event_id=<stream>:<offset>` (or `<stream>:r<offset>`) and resume the same
+ * generation. A connection lost before that cannot be resumed (there is no id to
+ * resume), so the stream ends with "connection_lost" instead of reconnecting, unless
+ * `allowRestart: true` says a second generation is acceptable.
  *
  * HTTP errors. EventSource hides status codes: a 401, 403, 404, 429, 5xx, or a 204
  * ("nothing after that id") all look like an error event with readyState CLOSED. This
@@ -81,6 +91,7 @@ export function openStream(url, options = {}) {
   const {
     onMeta,
     onToken,
+    onReasoning,
     onUsage,
     onDone,
     onError,
@@ -103,9 +114,12 @@ export function openStream(url, options = {}) {
 
   const named = pathOf(url).match(/\/streams\/(\d+)\/events\/?$/);
   let streamId = start?.streamId ?? (named ? Number(named[1]) : null);
-  let offset = start?.offset ?? 0; // the answer's length in code points, `content` included
+  // Per kind of text frame, keyed by event name: its length so far in code points
+  // (what came before a given `last_event_id` included) and the text received.
+  const texts = { token: { offset: 0, text: "" }, reasoning: { offset: 0, text: "" } };
+  if (start) texts[start.kind].offset = start.offset;
+  let lastKind = start?.kind ?? "token"; // resumes name an offset of this kind
   let lastEventId = given;
-  let content = "";
   let status = "connecting";
   let error = null;
   let ended = false; // an ending frame (done or error) arrived: the generation is over
@@ -136,7 +150,15 @@ export function openStream(url, options = {}) {
     });
     on("token", (event) => {
       received();
-      appendToken(event.data, event.lastEventId);
+      const fresh = append("token", event.data, event.lastEventId);
+      const { offset, text } = texts.token;
+      if (fresh != null) onToken?.(fresh, { offset, content: text });
+    });
+    on("reasoning", (event) => {
+      received();
+      const fresh = append("reasoning", event.data, event.lastEventId);
+      const { offset, text } = texts.reasoning;
+      if (fresh != null) onReasoning?.(fresh, { offset, reasoning: text });
     });
     on("usage", (event) => {
       received();
@@ -165,27 +187,32 @@ export function openStream(url, options = {}) {
     setStatus("streaming");
   }
 
-  // A token frame's id is the answer's length after it ("42", or "7:42" from
-  // /chat/stream), so the frame covers [id - length, id). Keep only what is new.
-  function appendToken(text, id) {
+  // A text frame's id is its kind's length after it ("42", "r17", "7:42", "7:r17"),
+  // so the frame covers [offset - length, offset) of that kind. Keep only what is
+  // new, and return it (null for a replay of text we already have).
+  function append(kind, text, id) {
+    const part = texts[kind];
     const { streamId: idStream, offset: end } = splitId(id);
     if (idStream != null) streamId = idStream;
-    if (end <= offset) return; // a replay of text we already have
-    const fresh = dropCodePoints(text, offset - (end - codePoints(text)));
-    offset = end;
+    if (end <= part.offset) return null;
+    const fresh = dropCodePoints(text, part.offset - (end - codePoints(text)));
+    part.offset = end;
+    part.text += fresh;
     lastEventId = id;
-    content += fresh;
-    onToken?.(fresh, { offset, content });
+    lastKind = kind;
+    return fresh;
   }
 
   function onTransportError(refused) {
     dropSource();
+    const offset = texts[lastKind].offset;
     if (refused) {
       // The server answered without an event stream. One legitimate case is a 204:
       // everything up to our id was delivered and the stream has finished, but its
       // ending frame was lost with the connection. Asking once for the last
-      // character again makes a finished stream replay it (trimmed above) and its
-      // ending; a real HTTP error is refused again and ends the stream.
+      // character again (of the last frame's kind) makes a finished stream replay it
+      // (trimmed above) and its ending; a real HTTP error is refused again and ends
+      // the stream.
       if (probed || offset === 0 || resumeId(offset - 1) == null) {
         return finish("error", {
           code: "refused",
@@ -209,11 +236,13 @@ export function openStream(url, options = {}) {
     retry(id);
   }
 
-  // The id to resume from: "<stream>:<offset>" for /chat/stream, whose plain URL
-  // would start another generation (null while the stream id is unknown).
+  // The id to resume from, at an offset of the last frame's kind ("42" or "r17"),
+  // prefixed "<stream>:" for /chat/stream, whose plain URL would start another
+  // generation (null while the stream id is unknown).
   function resumeId(at) {
-    if (!chat) return String(at);
-    return streamId == null ? null : `${streamId}:${at}`;
+    const id = lastKind === "reasoning" ? `r${at}` : String(at);
+    if (!chat) return id;
+    return streamId == null ? null : `${streamId}:${id}`;
   }
 
   function retry(id) {
@@ -289,7 +318,10 @@ export function openStream(url, options = {}) {
     stop,
     close: () => finish("closed"),
     get content() {
-      return content;
+      return texts.token.text;
+    },
+    get reasoning() {
+      return texts.reasoning.text;
     },
     get status() {
       return status;
@@ -306,12 +338,16 @@ export function openStream(url, options = {}) {
   };
 }
 
-// "42" -> {streamId: null, offset: 42}; "7:42" -> {streamId: 7, offset: 42}.
+// "42" -> {streamId: null, kind: "token", offset: 42};
+// "7:r17" -> {streamId: 7, kind: "reasoning", offset: 17}.
 function splitId(id) {
   const colon = id.lastIndexOf(":");
-  const offset = Number(id.slice(colon + 1));
+  const tail = id.slice(colon + 1);
+  const reasoning = tail.startsWith("r");
+  const offset = Number(reasoning ? tail.slice(1) : tail);
   return {
     streamId: colon > 0 ? Number(id.slice(0, colon)) : null,
+    kind: reasoning ? "reasoning" : "token",
     offset: Number.isInteger(offset) ? offset : 0,
   };
 }

@@ -1,17 +1,20 @@
 /**
  * use-sse-stream.js: a React hook over sse-client.js.
  *
- *   const { content, isDone, error, status, streamId, stop } = useSSEStream(url, options);
+ *   const { content, reasoning, isDone, error, status, streamId, stop } =
+ *     useSSEStream(url, options);
  *
  *   url      the stream to follow (`/streams/<id>/events`, or `/chat/stream?prompt=…`);
  *            null or undefined follows nothing. A new url closes the old stream and
  *            opens the new one; unmounting closes it. Closing only stops following:
  *            use stop() to end the generation itself.
  *   options  those of openStream() (see sse-client.js). They are read when the stream
- *            opens, so changing them does not reopen it; the callbacks (onToken, …)
- *            are always the latest ones passed.
+ *            opens, so changing them does not reopen it; the callbacks (onToken,
+ *            onReasoning, …) are always the latest ones passed.
  *
  *   content   the answer so far ("" at first)
+ *   reasoning the model's reasoning so far, relayed apart from the answer ("" at
+ *             first, and for models that send none)
  *   status    "idle" (no url), then openStream's: "connecting", "streaming",
  *             "reconnecting", "done", "stopped", "error", "closed"
  *   isDone    status === "done"
@@ -35,8 +38,8 @@ import { openStream } from "./sse-client.js";
 
 export { openStream };
 
-const IDLE = { content: "", status: "idle", error: null, streamId: null };
-const CALLBACKS = ["onMeta", "onToken", "onUsage", "onDone", "onError", "onStatus"];
+const IDLE = { content: "", reasoning: "", status: "idle", error: null, streamId: null };
+const CALLBACKS = ["onMeta", "onToken", "onReasoning", "onUsage", "onDone", "onError", "onStatus"];
 
 export function useSSEStream(url, options = {}) {
   const [state, setState] = useState(IDLE);
@@ -54,8 +57,8 @@ export function useSSEStream(url, options = {}) {
     let handle = null;
     const snapshot = () => {
       if (live && handle) {
-        const { content, status, error, streamId } = handle;
-        setState({ content, status, error, streamId });
+        const { content, reasoning, status, error, streamId } = handle;
+        setState({ content, reasoning, status, error, streamId });
       }
     };
     // Open in a microtask, not now: React's StrictMode mounts, unmounts and mounts
