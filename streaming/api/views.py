@@ -15,7 +15,7 @@ from streaming.errors import Refused
 from streaming.models import StreamLog
 from streaming.providers.base import Options
 from streaming.relay import dialects, generation, hub, viewer
-from streaming.relay.feed import Position
+from streaming.relay.feed import TEXT_FIELDS, Position
 
 
 class NoSuchStream(Refused):
@@ -109,7 +109,8 @@ async def _visible_stream(
 ) -> StreamLog:
     """The stream, if it is the caller's or their permissions let them `may` ("view"
     or "stop") anyone's; otherwise NoSuchStream, as for an id that does not exist."""
-    stream = await StreamLog.objects.filter(pk=stream_id).afirst()
+    # Without its text: a replay reads it once for all its viewers (`hub.follow`).
+    stream = await StreamLog.objects.filter(pk=stream_id).defer(*TEXT_FIELDS).afirst()
     if stream is None:
         raise NoSuchStream()
     if stream.user_id != request.user.pk and not await request.user.ahas_perm(

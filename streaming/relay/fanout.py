@@ -27,7 +27,14 @@ from django.conf import settings
 from streaming.errors import StreamError
 from streaming.models import StreamLog
 from streaming.relay import background, framelog
-from streaming.relay.feed import Broadcast, Ending, Feed, ending_of, recorded
+from streaming.relay.feed import (
+    Broadcast,
+    Ending,
+    Feed,
+    ending_of,
+    load_recorded,
+    recorded,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +137,8 @@ class Fanout:
                 "stream %s: could not follow it across processes", stream.pk
             )
             del self.mirrors[stream.pk]
-            return Feed(stream.pk, recorded(stream), _unreachable(stream.status))
+            text = await load_recorded(stream)
+            return Feed(stream.pk, text, _unreachable(stream.status))
         return mirror
 
     async def tend(self) -> None:

@@ -87,9 +87,23 @@ def ending_of(stream: StreamLog) -> Ending | None:
     return Ending(stream.status, error=error)
 
 
+TEXT_FIELDS = ("response", "reasoning", "reasoning_spans")
+
+
 def recorded(stream: StreamLog) -> str:
     """The text of a stream as its row keeps it: the answer and the reasoning, joined."""
     return join(stream.response, stream.reasoning, stream.reasoning_spans)
+
+
+async def load_recorded(stream: StreamLog) -> str:
+    """`recorded(stream)`, read from the database if the row was loaded without its
+    text (`.defer(*TEXT_FIELDS)`: a viewer needs no copy of its own)."""
+    if not stream.get_deferred_fields() & set(TEXT_FIELDS):
+        return recorded(stream)
+    row = await StreamLog.objects.filter(pk=stream.pk).values(*TEXT_FIELDS).afirst()
+    return (
+        join(row["response"], row["reasoning"], row["reasoning_spans"]) if row else ""
+    )
 
 
 def split(text: str) -> tuple[str, str, list[list[int]]]:

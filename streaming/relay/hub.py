@@ -30,7 +30,7 @@ from streaming.relay.feed import (
     Feed,
     Position,
     ending_of,
-    recorded,
+    load_recorded,
 )
 from streaming.relay.viewer import Audience, Flow, Viewer
 
@@ -67,6 +67,10 @@ class Hub:
     def __init__(self) -> None:
         self.owned: dict[int, Broadcast] = {}
         self.ended = _Ended()
+        # Finished streams being replayed here, one copy of each for all its viewers.
+        self.replayed: weakref.WeakValueDictionary[int, Feed] = (
+            weakref.WeakValueDictionary()
+        )
         self.audience = Audience()
         layer = get_channel_layer()
         self.fanout = Fanout(layer, self.owned)
@@ -131,7 +135,7 @@ class Hub:
         self.audience.admit(user_id)
         if isinstance(after, int):
             after = Position(after)
-        feed = self._known(stream)
+        feed = await self._known(stream)
         if after is not None and feed is not None:
             offset = feed.offset_of(after)
             if offset is None and not _incomplete(stream):
@@ -167,14 +171,22 @@ class Hub:
         while self.owned and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
 
-    def _known(self, stream: StreamLog) -> Feed | None:
+    async def _known(self, stream: StreamLog) -> Feed | None:
         """The whole of `stream` so far, if this process has it: owned here, just
-        ended, or finished; None for a stream another process runs."""
+        ended, or finished (read from its row once for all its viewers here); None
+        for a stream another process runs."""
         if feed := self.owned.get(stream.pk) or self.ended.get(stream.pk):
             return feed
-        if stream.is_finished:
-            return Feed(stream.pk, recorded(stream), ending_of(stream))
-        return None
+        if not stream.is_finished:
+            return None
+        if (feed := self.replayed.get(stream.pk)) is None:
+            text = await load_recorded(stream)
+            # Another viewer may have read it meanwhile: keep the first copy.
+            if (feed := self.replayed.get(stream.pk)) is None:
+                feed = self.replayed[stream.pk] = Feed(
+                    stream.pk, text, ending_of(stream)
+                )
+        return feed
 
     def _start_ticker(self) -> None:
         if self._ticker is None or self._ticker.done():

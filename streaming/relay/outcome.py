@@ -138,7 +138,9 @@ def _usage(progress: Progress, broadcast: Broadcast) -> tuple[Usage, bool]:
         # The joined text: its every character is the answer's or the reasoning's.
         output_tokens = tokens.estimate_length(broadcast.length)
     if reasoning_tokens is None and broadcast.reasoning_length:
-        reasoning_tokens = tokens.estimate_length(broadcast.reasoning_length)
+        # Part of the output, never more than all of it.
+        estimate = tokens.estimate_length(broadcast.reasoning_length)
+        reasoning_tokens = min(estimate, output_tokens)
     usage = replace(
         reported,
         input_tokens=input_tokens,
