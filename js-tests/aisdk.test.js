@@ -13,7 +13,13 @@ import {
   uiMessageChunkSchema,
 } from "ai";
 
-import { fake, providerText, startRelay, unavailable } from "./relay-server.js";
+import {
+  fake,
+  providerReasoning,
+  providerText,
+  startRelay,
+  unavailable,
+} from "./relay-server.js";
 
 const skip = unavailable() ?? false;
 const TIMEOUT = 20_000;
@@ -46,6 +52,29 @@ const userMessage = (text) => ({
 
 const textOf = (message) =>
   message.parts.filter((part) => part.type === "text").map((part) => part.text).join("");
+
+// A message's parts as [type, text, state]: their order and content, nothing else.
+const partsOf = (message) => message.parts.map((part) => [part.type, part.text, part.state]);
+
+// What the relay makes of a provider's text: CRLF and CR become LF.
+const normalised = (text) => text.replace(/\r\n?/g, "\n");
+
+// The row of stream `streamId` once it has finished (it says `streaming` a moment
+// longer than its viewers see the stream run).
+function storedStream(streamId) {
+  const script = [
+    "import json, time",
+    "from streaming.models import StreamLog",
+    "for _ in range(100):",
+    `    row = StreamLog.objects.get(pk=${Number(streamId)})`,
+    "    if row.status != StreamLog.Status.STREAMING: break",
+    "    time.sleep(0.1)",
+    "fields = ('status', 'response', 'reasoning', 'reasoning_spans', 'output_tokens',",
+    "          'reasoning_tokens')",
+    "print(json.dumps({name: getattr(row, name) for name in fields}))",
+  ].join("\n");
+  return JSON.parse(relay.manage("shell", "-c", script).trim().split("\n").at(-1));
+}
 
 // A fetch whose first POST response breaks after `bytes` bytes of its body, as a
 // dropped connection does (a TypeError, which the SDK treats as a disconnect).
@@ -159,6 +188,105 @@ serverTest("Chat resumes after a dropped connection with no gap and no repeat", 
   // After the end there is nothing to resume.
   assert.equal(await transport().reconnectToStream({ chatId: chat.id }), null);
 });
+
+// Each wire format of reasoning the fake speaks: OpenAI's two delta keys and
+// Anthropic's thinking block.
+const REASONING_WIRES = [
+  { provider: "openai", wire: "reasoning_content", extra: "" },
+  { provider: "openai", wire: "reasoning", extra: "&reasoning_field=reasoning" },
+  { provider: "anthropic", wire: "thinking", extra: "" },
+];
+
+for (const { provider, wire, extra } of REASONING_WIRES) {
+  const from = `${provider} (${wire})`;
+
+  serverTest(`readUIMessageStream gets the exact reasoning of ${from}, then the answer`, async () => {
+    // The output counts the reasoning, as real providers count it.
+    const options = "reasoning=5&tokens=6&reasoning_tokens=5" + extra;
+    const chunks = await transport({ body: { provider } }).sendMessages({
+      trigger: "submit-message",
+      chatId: newChatId(),
+      messageId: undefined,
+      messages: [userMessage("Think " + fake(options))],
+      abortSignal: AbortSignal.timeout(TIMEOUT),
+    });
+    let message;
+    const firstText = [];
+    for await (message of readUIMessageStream({ stream: chunks, terminateOnError: true })) {
+      // The reasoning is closed before the text starts, not at the end.
+      if (firstText.length === 0 && message.parts.some((p) => p.type === "text")) {
+        firstText.push(...partsOf(message));
+      }
+    }
+    const reasoning = normalised(providerReasoning(options));
+    const answer = normalised(providerText(options));
+    assert.deepEqual(firstText, [
+      ["step-start", undefined, undefined],
+      ["reasoning", reasoning, "done"],
+      ["text", "", "streaming"],
+    ]);
+    assert.deepEqual(partsOf(message), [
+      ["step-start", undefined, undefined],
+      ["reasoning", reasoning, "done"],
+      ["text", answer, "done"],
+    ]);
+    const { metadata } = message;
+    assert.equal(metadata.provider, provider);
+    assert.equal(metadata.status, "completed");
+    assert.equal(metadata.usage.output_tokens, 11);
+    assert.equal(metadata.usage.reasoning_tokens, 5);
+
+    assert.deepEqual(storedStream(metadata.stream_id), {
+      status: "completed",
+      response: answer,
+      reasoning,
+      // All of the reasoning came before the answer's first character; the length
+      // is Python's, in code points.
+      reasoning_spans: [[0, [...reasoning].length]],
+      output_tokens: 11,
+      reasoning_tokens: 5,
+    });
+  });
+
+  serverTest(`Chat resumes mid-reasoning of ${from} with no gap and no repeat`, async () => {
+    const options = "reasoning=40&tokens=20&delay_ms=40" + extra;
+    // The opening parts take about 200 bytes and each reasoning part about 90, so
+    // the cut falls in the reasoning, at about its 11th token of 40.
+    const dropping = droppingFetch(1200);
+    const chat = new Chat({
+      id: newChatId(),
+      transport: transport({ fetch: dropping.fetch, body: { provider } }),
+    });
+    const reasoning = normalised(providerReasoning(options));
+    const answer = normalised(providerText(options));
+
+    await chat.sendMessage({ text: "Ponder " + fake(options) });
+    assert.equal(chat.status, "error"); // the connection dropped mid-reasoning
+    assert.equal(chat.error.name, "TypeError");
+    const partial = chat.messages.at(-1);
+    assert.deepEqual(partial.parts.map((p) => [p.type, p.state]), [
+      ["step-start", undefined],
+      ["reasoning", "streaming"],
+    ]);
+    const thought = partial.parts[1].text;
+    assert.ok(thought.length > 0 && thought.length < reasoning.length, thought);
+    assert.ok(reasoning.startsWith(thought), thought);
+
+    await chat.resumeStream();
+    assert.equal(chat.status, "ready");
+    assert.equal(chat.error, undefined);
+    assert.deepEqual(chat.messages.map((m) => m.role), ["user", "assistant"]);
+    const message = chat.messages[1];
+    assert.equal(message.id, partial.id);
+    assert.deepEqual(partsOf(message), [
+      ["step-start", undefined, undefined],
+      ["reasoning", reasoning, "done"],
+      ["text", answer, "done"],
+    ]);
+    assert.equal(message.metadata.status, "completed");
+    assert.deepEqual(dropping.calls, ["POST", "GET"]);
+  });
+}
 
 serverTest("reconnectToStream gets null for a chat with nothing in flight", async () => {
   assert.equal(await transport().reconnectToStream({ chatId: newChatId() }), null);

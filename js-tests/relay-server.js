@@ -1,6 +1,7 @@
 // The project as production runs it (`manage.py serve`, daphne) on a free port of
 // 127.0.0.1, with a temporary SQLite database, a user and an API token, in front of
-// the fake provider (bench/fake_provider.py), for the tests of real clients.
+// the fake provider (bench/fake_provider.py) as both the openai and the anthropic
+// provider, for the tests of real clients.
 //
 // It needs the checkout's virtualenv (.venv/bin/python, `make install`). Without it
 // the tests that use it are skipped, except under CI=true, where they fail.
@@ -28,9 +29,13 @@ export function unavailable() {
 }
 
 // The exact text the fake provider streams for `options`, e.g. "tokens=20".
-export function providerText(options) {
-  const result = run([FAKE_PROVIDER, "--print-text", options], {});
-  return JSON.parse(result);
+export const providerText = (options) => printed("--print-text", options);
+
+// The exact reasoning it streams before that text, e.g. for "reasoning=5&tokens=6".
+export const providerReasoning = (options) => printed("--print-reasoning", options);
+
+function printed(flag, options) {
+  return JSON.parse(run([FAKE_PROVIDER, flag, options], {}));
 }
 
 // A directive for the fake provider, to put in a prompt.
@@ -44,13 +49,12 @@ export async function startRelay(extraEnv = {}) {
     rmSync(directory, { recursive: true, force: true });
   };
   try {
-    const portFile = join(directory, "provider.port");
-    const provider = spawn(
-      PYTHON,
-      [FAKE_PROVIDER, "--port", "0", "--port-file", portFile, "--api-key", PROVIDER_KEY],
-      { cwd: ROOT, stdio: "ignore" },
-    );
-    children.push(provider);
+    const openai = startProvider(directory, "openai", ["--api-key", PROVIDER_KEY]);
+    // The fake checks an Anthropic key in x-api-key, but anthropic 2.x sends it as
+    // Authorization: Bearer (as tests/conftest.py::anthropic_server says): Anthropic
+    // traffic goes to a second fake that checks no key.
+    const anthropic = startProvider(directory, "anthropic", []);
+    children.push(openai.child, anthropic.child);
     const env = {
       PATH: process.env.PATH,
       HOME: process.env.HOME ?? directory,
@@ -64,6 +68,11 @@ export async function startRelay(extraEnv = {}) {
       STATIC_ROOT: join(directory, "static"),
       LOG_LEVEL: "WARNING",
       OPENAI_API_KEY: PROVIDER_KEY,
+      ANTHROPIC_API_KEY: PROVIDER_KEY,
+      ANTHROPIC_MODEL: "claude-sonnet-4-5",
+      // The fake thinks when a prompt asks; the relay asks for thinking as it would
+      // of a real model, within a budget.
+      ANTHROPIC_THINKING_BUDGET_BY_MODEL: "claude-sonnet-4-5=1024",
       DEFAULT_PROVIDER: "openai",
       DEMO_PROVIDER: "true",
       DEMO_TOKEN_DELAY_MS: "20",
@@ -74,7 +83,8 @@ export async function startRelay(extraEnv = {}) {
     run(["manage.py", "migrate", "--noinput", "-v", "0"], env);
     run(["manage.py", "ensure_admin", "--username", "tester"], env);
     const token = run(["manage.py", "create_api_token", "tester"], env).trim();
-    env.OPENAI_BASE_URL = `${await providerUrl(provider, portFile)}/v1`;
+    env.OPENAI_BASE_URL = `${await providerUrl(openai)}/v1`;
+    env.ANTHROPIC_BASE_URL = await providerUrl(anthropic); // its SDK adds the /v1
     const port = await freePort();
     const relay = spawn(
       PYTHON,
@@ -93,7 +103,16 @@ export async function startRelay(extraEnv = {}) {
   }
 }
 
-async function providerUrl(child, portFile) {
+function startProvider(directory, name, args) {
+  const portFile = join(directory, `${name}.port`);
+  const child = spawn(PYTHON, [FAKE_PROVIDER, "--port", "0", "--port-file", portFile, ...args], {
+    cwd: ROOT,
+    stdio: "ignore",
+  });
+  return { child, portFile };
+}
+
+async function providerUrl({ child, portFile }) {
   const port = () => (existsSync(portFile) ? readFileSync(portFile, "utf8").trim() : "");
   await waitFor(async () => port() !== "", child);
   return `http://127.0.0.1:${port()}`;
