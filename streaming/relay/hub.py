@@ -71,6 +71,7 @@ class Hub:
         self.replayed: weakref.WeakValueDictionary[int, Feed] = (
             weakref.WeakValueDictionary()
         )
+        self._reading: dict[int, asyncio.Task[Feed]] = {}
         self.audience = Audience()
         layer = get_channel_layer()
         self.fanout = Fanout(layer, self.owned)
@@ -179,13 +180,17 @@ class Hub:
             return feed
         if not stream.is_finished:
             return None
-        if (feed := self.replayed.get(stream.pk)) is None:
-            text = await load_recorded(stream)
-            # Another viewer may have read it meanwhile: keep the first copy.
-            if (feed := self.replayed.get(stream.pk)) is None:
-                feed = self.replayed[stream.pk] = Feed(
-                    stream.pk, text, ending_of(stream)
-                )
+        if feed := self.replayed.get(stream.pk):
+            return feed
+        # Viewers that come at once wait for one read, not one read (and copy) each.
+        if (reading := self._reading.get(stream.pk)) is None:
+            reading = self._reading[stream.pk] = background.spawn(self._replay(stream))
+            reading.add_done_callback(lambda _: self._reading.pop(stream.pk, None))
+        return await asyncio.shield(reading)
+
+    async def _replay(self, stream: StreamLog) -> Feed:
+        feed = Feed(stream.pk, await load_recorded(stream), ending_of(stream))
+        self.replayed[stream.pk] = feed
         return feed
 
     def _start_ticker(self) -> None:
