@@ -130,15 +130,20 @@ def finish_reason(ending: Ending, max_tokens: int | None) -> str:
     return "length" if max_tokens and output and output >= max_tokens else "stop"
 
 
-def usage(ending: Ending) -> dict[str, int]:
+def usage(ending: Ending) -> dict[str, Any]:
+    """OpenAI's usage object; the reasoning's share of the completion, as OpenAI
+    reports it, when the model reasoned."""
     reported = ending.usage or {}
     prompt = reported.get("input_tokens") or 0
     answer = reported.get("output_tokens") or 0
-    return {
+    counted: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": answer,
         "total_tokens": prompt + answer,
     }
+    if reasoning := reported.get("reasoning_tokens"):
+        counted["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    return counted
 
 
 def _event(payload: dict[str, Any]) -> str:

@@ -335,3 +335,17 @@ def test_every_error_under_v1_is_the_envelope(client, alice_token):
 def test_a_session_is_not_enough_for_v1(client, alice):
     client.force_login(alice)
     assert client.get("/v1/models").status_code == 401
+
+
+def test_the_usage_names_the_reasoning_share_of_the_completion_when_there_is_one():
+    dialect = _chunks()
+    usage = {"input_tokens": 3, "output_tokens": 9, "reasoning_tokens": 5}
+
+    *chunks, done = _data(dialect.closing(Ending("completed", usage=usage)))
+
+    assert json.loads(chunks[-1])["usage"] == {
+        "prompt_tokens": 3,
+        "completion_tokens": 9,
+        "total_tokens": 12,
+        "completion_tokens_details": {"reasoning_tokens": 5},
+    }
