@@ -135,8 +135,10 @@ def _usage(progress: Progress, broadcast: Broadcast) -> tuple[Usage, bool]:
     if input_tokens is None:
         input_tokens = progress.prompt_tokens if progress.attempts else 0
     if output_tokens is None:
-        # The joined text: its every character is the answer's or the reasoning's.
-        output_tokens = tokens.estimate_length(broadcast.length)
+        # The characters of both texts: the SWITCHes between them are neither's.
+        output_tokens = tokens.estimate_length(
+            broadcast.answer_length + broadcast.reasoning_length
+        )
     if reasoning_tokens is None and broadcast.reasoning_length:
         reasoning_tokens = tokens.estimate_length(broadcast.reasoning_length)
     usage = replace(
