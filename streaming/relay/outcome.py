@@ -126,8 +126,9 @@ def texts(text: str) -> dict[str, Any]:
 def _usage(progress: Progress, broadcast: Broadcast) -> tuple[Usage, bool]:
     """The provider's usage, with our estimate for whatever it did not report
     (stopped, failed and orphaned streams), and whether the input or the output
-    was estimated. The reasoning's count, when the provider gave none, is estimated
-    from its text (the output counts it either way)."""
+    was estimated. The reasoning's count, when the provider gave none (or 0, for
+    reasoning it relayed), is estimated from its text (the output counts it either
+    way)."""
     reported = progress.usage or Usage(None, None)
     input_tokens, output_tokens = reported.input_tokens, reported.output_tokens
     reasoning_tokens = reported.reasoning_tokens
@@ -139,7 +140,9 @@ def _usage(progress: Progress, broadcast: Broadcast) -> tuple[Usage, bool]:
         output_tokens = tokens.estimate_length(
             broadcast.answer_length + broadcast.reasoning_length
         )
-    if reasoning_tokens is None and broadcast.reasoning_length:
+    # Some OpenAI-compatible servers report 0 reasoning tokens beside the reasoning
+    # they stream: text that came from no token is no count.
+    if not reasoning_tokens and broadcast.reasoning_length:
         reasoning_tokens = tokens.estimate_length(broadcast.reasoning_length)
     usage = replace(
         reported,
