@@ -22,6 +22,7 @@ from django.utils.dateparse import parse_datetime
 from streaming.accounting import costs, tokens
 from streaming.models import StreamLog
 from streaming.relay import background, framelog, hub, outcome
+from streaming.relay.feed import SWITCH
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +88,17 @@ async def reap() -> int:
         except Exception:
             logger.exception("stream %s: could not read its frame log", stream_id)
             continue
-        if record is not None and (record.outcome or record.length > checkpointed):
+        if record is not None and (
+            record.outcome or _characters(record.text) > checkpointed
+        ):
             records[stream_id] = record
     return await _end([stream_id for stream_id, _ in expired], records)
+
+
+def _characters(text: str) -> int:
+    """The characters of a joined text's answer and reasoning: its SWITCHes are
+    neither's (the row keeps the two apart, without them)."""
+    return len(text) - text.count(SWITCH)
 
 
 def _stale():
@@ -130,7 +139,7 @@ def _end(stream_ids: list[int], records: dict[int, framelog.Record]) -> int:
             ended += rows.update(
                 **interrupted,
                 **outcome.texts(record.text),
-                output_tokens=tokens.estimate_length(record.length),
+                output_tokens=tokens.estimate_length(_characters(record.text)),
             )
     rest = [stream_id for stream_id in stream_ids if stream_id not in records]
     if rest:
