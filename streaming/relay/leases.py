@@ -14,8 +14,8 @@ from datetime import timedelta
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db.models import F
-from django.db.models.functions import Coalesce, Length
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce, Length, NullIf
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -136,17 +136,24 @@ def _end(stream_ids: list[int], records: dict[int, framelog.Record]) -> int:
             }
             ended += rows.update(**final)
         else:
+            texts = outcome.texts(record.text)
+            said, thought = len(texts["response"]), len(texts["reasoning"])
             ended += rows.update(
                 **interrupted,
-                **outcome.texts(record.text),
-                output_tokens=tokens.estimate_length(_characters(record.text)),
+                **texts,
+                output_tokens=tokens.estimate_length(said + thought),
+                reasoning_tokens=tokens.estimate_length(thought) or None,
             )
     rest = [stream_id for stream_id in stream_ids if stream_id not in records]
     if rest:
         ended += (
             _stale()
             .filter(pk__in=rest)
-            .update(**interrupted, output_tokens=tokens.estimate_sql("response"))
+            .update(
+                **interrupted,
+                output_tokens=tokens.estimate_sql("response", "reasoning"),
+                reasoning_tokens=NullIf(tokens.estimate_sql("reasoning"), Value(0)),
+            )
         )
     _price(stream_ids)
     return ended
