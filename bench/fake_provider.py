@@ -13,8 +13,9 @@ Serves, on 127.0.0.1 only:
   GET  /stats                 JSON counters (requests, statuses, streams completed / client
                               disconnected / errored / aborted, tokens, bytes, CPU, RSS) and the
                               most recent streams (?recent=N, default 20, max 1000), each
-                              with the output limits and the system prompt, sampling
-                              options, stop sequences and messages it was sent
+                              with the output limits, the thinking asked for and the
+                              system prompt, sampling options, stop sequences and
+                              messages it was sent
   POST /stats/reset           zero the counters and the fail-first counters
   GET  /health                "ok"
 
@@ -903,6 +904,8 @@ async def _stream(
             for key in ("max_tokens", "max_completion_tokens")
             if key in body
         },
+        # Anthropic's extended thinking as the client asked for it (None: not asked).
+        "thinking": body.get("thinking"),
         # The system prompt, sampling options and messages the client sent.
         "received": _received(api, body),
         "sent": 0,

@@ -60,7 +60,8 @@ MIDDLEWARE = [
 
 # The API's URLs: every error there is our JSON error, also where no view answers
 # (streaming/server/handlers.py).
-API_URLS_REGEX = r"^/(chat/stream|streams/|api/|v1/).*$"
+# A prefix match: a path may hold a newline (`/streams/%0A/events`), which `.` would not.
+API_URLS_REGEX = r"^/(chat/stream|streams/|api/|v1/)"
 
 # CORS is off unless origins are listed; then only the API answers them (programs on
 # another origin use a token: EventSource across origins cannot send one).
@@ -263,8 +264,7 @@ SYSTEM_PROMPT = env.str("SYSTEM_PROMPT", default="") or None
 MAX_OUTPUT_TOKENS = env.int("MAX_OUTPUT_TOKENS", default=0)
 
 
-def _tokens_by_model(name: str) -> dict[str, int]:
-    value = env.str(name, default="")
+def _tokens_by_model(name: str, value: str) -> dict[str, int]:
     pairs = [item.rpartition("=") for item in value.split(",") if item.strip()]
     if not all(
         model.strip() and tokens.strip().isdigit() for model, _, tokens in pairs
@@ -275,13 +275,16 @@ def _tokens_by_model(name: str) -> dict[str, int]:
     return {model.strip(): int(tokens) for model, _, tokens in pairs}
 
 
-MAX_OUTPUT_TOKENS_BY_MODEL = _tokens_by_model("MAX_OUTPUT_TOKENS_BY_MODEL")
+MAX_OUTPUT_TOKENS_BY_MODEL = _tokens_by_model(
+    "MAX_OUTPUT_TOKENS_BY_MODEL", env.str("MAX_OUTPUT_TOKENS_BY_MODEL", default="")
+)
 ANTHROPIC_MAX_TOKENS = env.int("ANTHROPIC_MAX_TOKENS", default=16384)
 # Anthropic's extended thinking, per model ("model=budget_tokens,..."; none by
 # default): those models think first, with up to that many tokens, beyond their
 # output limit. Their thinking is relayed as reasoning.
 ANTHROPIC_THINKING_BUDGET_BY_MODEL = _tokens_by_model(
-    "ANTHROPIC_THINKING_BUDGET_BY_MODEL"
+    "ANTHROPIC_THINKING_BUDGET_BY_MODEL",
+    env.str("ANTHROPIC_THINKING_BUDGET_BY_MODEL", default=""),
 )
 if any(budget < 1024 for budget in ANTHROPIC_THINKING_BUDGET_BY_MODEL.values()):
     raise ImproperlyConfigured(

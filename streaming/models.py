@@ -110,7 +110,7 @@ class StreamLog(models.Model):
     response = models.TextField(blank=True)
     # The model's reasoning ("thinking"), sent apart from the answer; each span
     # [at, length] says `length` characters of it came when the answer was `at`
-    # characters long (`relay.feed.join` puts the two back in their order).
+    # characters long (`relay.joined.join` puts the two back in their order).
     reasoning = models.TextField(blank=True)
     reasoning_spans = models.JSONField(default=list, blank=True, editable=False)
     status = models.CharField(

@@ -17,6 +17,10 @@ def estimate_length(characters: int) -> int:
     return math.ceil(characters / CHARS_PER_TOKEN)
 
 
-def estimate_sql(field: str) -> Expression:
-    """`estimate()` of a text column, computed by the database (rounding up)."""
-    return (Length(F(field)) + Value(CHARS_PER_TOKEN - 1)) / Value(CHARS_PER_TOKEN)
+def estimate_sql(field: str, *more: str) -> Expression:
+    """`estimate()` of a text column, or of several together, computed by the
+    database (rounding up)."""
+    characters = Length(F(field))
+    for other in more:
+        characters += Length(F(other))
+    return (characters + Value(CHARS_PER_TOKEN - 1)) / Value(CHARS_PER_TOKEN)

@@ -13,7 +13,7 @@ from django.http import HttpRequest, QueryDict
 from streaming import conversations, providers
 from streaming.api.decorators import UNREADABLE_BODY
 from streaming.errors import Refused
-from streaming.relay.feed import Position
+from streaming.relay.joined import Position
 
 _NUMBER = re.compile(r"[0-9]{1,15}\Z")
 

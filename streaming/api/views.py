@@ -15,7 +15,7 @@ from streaming.errors import Refused
 from streaming.models import StreamLog
 from streaming.providers.base import Options
 from streaming.relay import dialects, generation, hub, viewer
-from streaming.relay.feed import TEXT_FIELDS, Position
+from streaming.relay.joined import TEXT_FIELDS, Position
 
 
 class NoSuchStream(Refused):

@@ -1,17 +1,23 @@
 """How a viewer's frames are written: the relay's own SSE dialect, and the contract any
 other wire protocol (the AI SDK's UI message stream, OpenAI's chunks) implements.
 
-`hub.follow` walks a stream's text and ending the same way for every viewer; the
-dialect turns each step into the bytes its clients parse. A dialect holds no text: a
-stalled viewer keeps only what is already in its socket.
+`frames` walks a stream's text and ending the same way for every viewer (`hub.follow`
+gives each its walk); the dialect turns each step into the bytes its clients parse.
+A dialect holds no text: a stalled viewer keeps only what is already in its socket.
 """
 
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from django.conf import settings
 
 from streaming import sse
-from streaming.relay.feed import Ending
+from streaming.relay.feed import Ending, Feed
+from streaming.relay.joined import SWITCH, Position
+
+# The most characters in one frame: a viewer that is far behind (a resume, a slow
+# reader) gets the text in pieces, so what waits in its socket stays small.
+FRAME_CHARS = 4096
 
 
 class Dialect(Protocol):
@@ -57,3 +63,43 @@ class Relay:
 
     def heartbeat(self) -> str:
         return sse.comment("ping")
+
+
+async def frames(
+    meta: dict[str, Any], feed: Feed, *, after: Position, dialect: Dialect
+) -> AsyncIterator[str]:
+    """The opening, the text after `after` in pieces of at most FRAME_CHARS, then
+    live text, then the closing; a heartbeat whenever nothing arrived for
+    SSE_HEARTBEAT_SECONDS. The answer's pieces and the reasoning's go to the
+    dialect each with its own offset, in the order they came."""
+    yield dialect.opening(meta)
+    heartbeat = settings.SSE_HEARTBEAT_SECONDS
+    # A mirror may not have reached the client's position yet.
+    while (offset := feed.offset_of(after)) is None and feed.ending is None:
+        if not await feed.wait(heartbeat):
+            yield dialect.heartbeat()
+    if offset is None:  # past the end of an answer that ended short
+        offset = feed.length
+    answer, reasoning, thinking = feed.lengths_at(offset)
+    while True:
+        if text := feed.since(offset, FRAME_CHARS):
+            offset += len(text)
+            frames = []
+            parts = text.split(SWITCH) if SWITCH in text else (text,)
+            for index, part in enumerate(parts):
+                if index:  # a SWITCH came before it
+                    thinking = not thinking
+                if not part:
+                    continue
+                if thinking:
+                    reasoning += len(part)
+                    frames.append(dialect.reasoning(part, reasoning))
+                else:
+                    answer += len(part)
+                    frames.append(dialect.text(part, answer))
+            yield frames[0] if len(frames) == 1 else "".join(frames)
+        elif feed.ending is not None:
+            yield dialect.closing(feed.ending)
+            return
+        elif not await feed.wait(heartbeat):
+            yield dialect.heartbeat()

@@ -27,14 +27,8 @@ from django.conf import settings
 from streaming.errors import StreamError
 from streaming.models import StreamLog
 from streaming.relay import background, framelog
-from streaming.relay.feed import (
-    Broadcast,
-    Ending,
-    Feed,
-    ending_of,
-    load_recorded,
-    recorded,
-)
+from streaming.relay.feed import Broadcast, Ending, Feed, ending_of
+from streaming.relay.joined import load_recorded, recorded
 
 logger = logging.getLogger(__name__)
 

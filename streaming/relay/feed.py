@@ -1,11 +1,6 @@
 """One stream's normalised text as it grows, and how it ended, for its viewers to read.
 
-A stream has two texts, the answer and the model's reasoning (its "thinking"), which
-a provider may interleave. They travel as one text in the order they arrived, with
-SWITCH at each change from one to the other (the text starts with the answer): the
-frame log, the fan-out and every offset they use know nothing of reasoning, and a
-viewer reads both in their order. The row keeps them apart (`split`, `join`).
-Offsets that clients see count in one of the two texts (`Position`).
+The text is the answer and the model's reasoning joined (`relay.joined`).
 """
 
 import asyncio
@@ -17,10 +12,7 @@ from typing import Any
 
 from streaming.errors import StreamError
 from streaming.models import StreamLog
-
-# Between the answer and the reasoning. Providers' text never holds it: the relay
-# replaces U+0000 (which PostgreSQL cannot store either) on the way in.
-SWITCH = "\0"
+from streaming.relay.joined import Runs
 
 # Chunks are joined into blocks of this many, so a long answer costs about one byte
 # per ASCII character rather than one small string object per token.
@@ -50,15 +42,6 @@ class Ending:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
-    """Where a client is in a stream: `offset` characters of the answer, or of the
-    reasoning; what it has of the other text is what came before that point."""
-
-    offset: int
-    reasoning: bool = False
-
-
 def usage_of(
     input_tokens: int | None, output_tokens: int | None, reasoning_tokens: int | None
 ) -> dict[str, int | None]:
@@ -85,53 +68,6 @@ def ending_of(stream: StreamLog) -> Ending | None:
         retry_after=stream.error_retry_after,
     )
     return Ending(stream.status, error=error)
-
-
-TEXT_FIELDS = ("response", "reasoning", "reasoning_spans")
-
-
-def recorded(stream: StreamLog) -> str:
-    """The text of a stream as its row keeps it: the answer and the reasoning, joined."""
-    return join(stream.response, stream.reasoning, stream.reasoning_spans)
-
-
-async def load_recorded(stream: StreamLog) -> str:
-    """`recorded(stream)`, read from the database if the row was loaded without its
-    text (`.defer(*TEXT_FIELDS)`: a viewer needs no copy of its own)."""
-    if not stream.get_deferred_fields() & set(TEXT_FIELDS):
-        return recorded(stream)
-    row = await StreamLog.objects.filter(pk=stream.pk).values(*TEXT_FIELDS).afirst()
-    return (
-        join(row["response"], row["reasoning"], row["reasoning_spans"]) if row else ""
-    )
-
-
-def split(text: str) -> tuple[str, str, list[list[int]]]:
-    """The answer, the reasoning and the reasoning's spans of a joined text: each span
-    `[at, length]` says `length` characters of reasoning came when the answer was
-    `at` characters long."""
-    if SWITCH not in text:
-        return text, "", []
-    parts = text.split(SWITCH)
-    answer, reasoning = parts[0::2], parts[1::2]
-    spans, at = [], 0
-    for said, thought in zip(answer, reasoning, strict=False):
-        at += len(said)
-        spans.append([at, len(thought)])
-    return "".join(answer), "".join(reasoning), spans
-
-
-def join(answer: str, reasoning: str, spans: list[list[int]]) -> str:
-    """The text `split` took apart."""
-    if not spans:
-        return answer
-    parts, said, thought = [], 0, 0
-    for at, length in spans:
-        parts += [answer[said:at], reasoning[thought : thought + length]]
-        said, thought = at, thought + length
-    # A stream that ends in reasoning ends with it, not with an empty answer.
-    tail = [answer[said:]] if said < len(answer) else []
-    return SWITCH.join(parts + tail)
 
 
 class Text:
@@ -182,17 +118,14 @@ def _slice(parts: list[str], ends: list[int], offset: int, end: int, base: int) 
     return "".join(parts[first : last + 1])[offset - start : end - start]
 
 
-class Feed:
+class Feed(Runs):
     """What viewers read: the text so far (the answer and the reasoning, joined), the
     ending once there is one, and a wake-up."""
 
     def __init__(self, stream_id: int, text: str = "", ending: Ending | None = None):
         self.stream_id = stream_id
+        super().__init__()
         self.text = Text()
-        # Where each SWITCH is, and how long the answer and the reasoning were there.
-        self._switches: list[tuple[int, int, int]] = []
-        self.answer_length = 0
-        self.reasoning_length = 0
         self.ending = ending
         self.viewers = 0
         self.idle_since = time.monotonic()
@@ -205,68 +138,13 @@ class Feed:
         """Of the joined text: the offset the frame log and the fan-out use."""
         return self.text.length
 
-    @property
-    def in_reasoning(self) -> bool:
-        """Whether the text so far ends in reasoning."""
-        return len(self._switches) % 2 == 1
-
     def since(self, offset: int, limit: int | None = None) -> str:
         return self.text.since(offset, limit)
 
     def append(self, text: str) -> None:
-        if SWITCH in text:
-            self._count_runs(text)
-        elif self.in_reasoning:
-            self.reasoning_length += len(text)
-        else:
-            self.answer_length += len(text)
+        self.count(text, self.text.length)
         self.text.append(text)
         self._wake()
-
-    def _count_runs(self, text: str) -> None:
-        end = self.text.length
-        for index, part in enumerate(text.split(SWITCH)):
-            if index:
-                end += 1
-                self._switches.append((end, self.answer_length, self.reasoning_length))
-            if self.in_reasoning:
-                self.reasoning_length += len(part)
-            else:
-                self.answer_length += len(part)
-            end += len(part)
-
-    def offset_of(self, position: Position) -> int | None:
-        """The offset in the joined text right after `position`; None while the text
-        does not reach it."""
-        wanted = position.offset
-        # Each switch ends a run: of answer (the even ones), of reasoning (the odd
-        # ones). The position is in the first run of its kind that reaches it.
-        for index, (end, answer, reasoning) in enumerate(self._switches):
-            if index % 2 == position.reasoning:
-                reached = reasoning if position.reasoning else answer
-                if reached >= wanted:
-                    return end - 1 - (reached - wanted)
-        if self.in_reasoning == position.reasoning:
-            reached = (
-                self.reasoning_length if position.reasoning else self.answer_length
-            )
-            if reached >= wanted:
-                return self.text.length - (reached - wanted)
-        return None
-
-    def lengths_at(self, offset: int) -> tuple[int, int, bool]:
-        """How much of the answer and of the reasoning the joined text holds before
-        `offset`, and whether what follows it is reasoning."""
-        answer = reasoning = start = switched = 0
-        for end, said, thought in self._switches:
-            if end > offset:
-                break
-            answer, reasoning, start = said, thought, end
-            switched += 1
-        in_reasoning = switched % 2 == 1
-        if in_reasoning:
-            return answer, reasoning + offset - start, True
-        return answer + offset - start, reasoning, False
 
     def end(self, ending: Ending) -> None:
         self.ending = ending

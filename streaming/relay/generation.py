@@ -12,6 +12,7 @@ writes the row, which frees the slot.
 import asyncio
 import logging
 import math
+import re
 import time
 from contextlib import aclosing
 from typing import Literal
@@ -37,7 +38,8 @@ from streaming.providers.base import (
     retry_delay,
 )
 from streaming.relay import background, hub, outcome
-from streaming.relay.feed import SWITCH, Broadcast, Ending
+from streaming.relay.feed import Broadcast, Ending
+from streaming.relay.joined import SWITCH
 from streaming.relay.outcome import Progress
 
 logger = logging.getLogger(__name__)
@@ -260,6 +262,10 @@ async def _charge_output(
         logger.warning("stream %s: could not count tokens; will retry", stream.pk)
 
 
+# A lone surrogate: a str may hold one (JSON's "\ud800"), UTF-8 cannot.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class Normaliser:
     """Turns `\\r\\n` and `\\r` into `\\n`, across delta boundaries too, and lone
     surrogates (unencodable) and U+0000 (which PostgreSQL cannot store, and the
@@ -277,5 +283,5 @@ class Normaliser:
         if SWITCH in text:
             text = text.replace(SWITCH, "\ufffd")
         if not text.isascii():
-            text = text.encode("utf-8", "replace").decode("utf-8")
+            text = _SURROGATE.sub("\ufffd", text)
         return text

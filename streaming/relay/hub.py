@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
@@ -23,22 +23,11 @@ from streaming.models import StreamLog
 from streaming.relay import background, dialects, framelog
 from streaming.relay.dialects import Dialect
 from streaming.relay.fanout import WATCH_INTERVAL, Fanout, owner_group
-from streaming.relay.feed import (
-    SWITCH,
-    Broadcast,
-    Ending,
-    Feed,
-    Position,
-    ending_of,
-    load_recorded,
-)
+from streaming.relay.feed import Broadcast, Ending, Feed, ending_of
+from streaming.relay.joined import Position, load_recorded
 from streaming.relay.viewer import Audience, Flow, Viewer
 
 logger = logging.getLogger(__name__)
-
-# The most characters in one token frame: a viewer that is far behind (a resume, a
-# slow reader) gets the text in pieces, so what waits in its socket stays small.
-FRAME_CHARS = 4096
 
 # A stream that ended here stays readable this long, for viewers that raced its end
 # (their copy of its row still says `streaming`).
@@ -67,11 +56,7 @@ class Hub:
     def __init__(self) -> None:
         self.owned: dict[int, Broadcast] = {}
         self.ended = _Ended()
-        # Finished streams being replayed here, one copy of each for all its viewers.
-        self.replayed: weakref.WeakValueDictionary[int, Feed] = (
-            weakref.WeakValueDictionary()
-        )
-        self._reading: dict[int, asyncio.Task[Feed]] = {}
+        self.replays = _Replays()
         self.audience = Audience()
         layer = get_channel_layer()
         self.fanout = Fanout(layer, self.owned)
@@ -122,32 +107,23 @@ class Hub:
         stream: StreamLog,
         *,
         user_id: int,
-        after: Position | int | None = None,
+        after: Position | None = None,
         dialect: Dialect | None = None,
         flow: Flow | None = None,
     ) -> Viewer | None:
-        """User `user_id`'s `viewer.Viewer` of `stream` (`_frames`, written in
+        """User `user_id`'s `viewer.Viewer` of `stream` (`dialects.frames`, written in
         `dialect`, by default the relay's own SSE), fed as fast as `flow` allows;
         raises `TooManyViewers` past the user's cap. `after`: where a reconnecting
-        client is (an int: in the answer). Raises `BadOffset` past the end of a
-        completed answer (past an incomplete one, which a crash may leave shorter
-        than what was seen, the viewer gets its ending); None when the client has
-        all of a finished stream (answer 204, so EventSource stops)."""
+        client is; see `_has_all` for what it may be."""
         self.audience.admit(user_id)
-        if isinstance(after, int):
-            after = Position(after)
         feed = await self._known(stream)
-        if after is not None and feed is not None:
-            offset = feed.offset_of(after)
-            if offset is None and not _incomplete(stream):
-                raise BadOffset()
-            if offset == feed.length and stream.is_finished:
-                return None
+        if after is not None and feed is not None and _has_all(stream, feed, after):
+            return None
         if feed is None:
             self._start_ticker()
             feed = await self.fanout.mirror(stream)
         dialect = dialect or dialects.Relay()
-        frames = _frames(
+        frames = dialects.frames(
             _meta(stream), feed, after=after or Position(0), dialect=dialect
         )
         return Viewer(feed, frames, user_id=user_id, audience=self.audience, flow=flow)
@@ -180,18 +156,7 @@ class Hub:
             return feed
         if not stream.is_finished:
             return None
-        if feed := self.replayed.get(stream.pk):
-            return feed
-        # Viewers that come at once wait for one read, not one read (and copy) each.
-        if (reading := self._reading.get(stream.pk)) is None:
-            reading = self._reading[stream.pk] = background.spawn(self._replay(stream))
-            reading.add_done_callback(lambda _: self._reading.pop(stream.pk, None))
-        return await asyncio.shield(reading)
-
-    async def _replay(self, stream: StreamLog) -> Feed:
-        feed = Feed(stream.pk, await load_recorded(stream), ending_of(stream))
-        self.replayed[stream.pk] = feed
-        return feed
+        return await self.replays.get(stream)
 
     def _start_ticker(self) -> None:
         if self._ticker is None or self._ticker.done():
@@ -253,6 +218,31 @@ class _Ended:
         return entry[1] if entry else None
 
 
+class _Replays:
+    """Finished streams replayed here: one copy of each, read from its row once, for
+    all its viewers here; gone with the last of them."""
+
+    def __init__(self) -> None:
+        self._feeds: weakref.WeakValueDictionary[int, Feed] = (
+            weakref.WeakValueDictionary()
+        )
+        self._reading: dict[int, asyncio.Task[Feed]] = {}
+
+    async def get(self, stream: StreamLog) -> Feed:
+        if feed := self._feeds.get(stream.pk):
+            return feed
+        # Viewers that come at once wait for one read, not one read (and copy) each.
+        if (reading := self._reading.get(stream.pk)) is None:
+            reading = self._reading[stream.pk] = background.spawn(self._read(stream))
+            reading.add_done_callback(lambda _: self._reading.pop(stream.pk, None))
+        return await asyncio.shield(reading)
+
+    async def _read(self, stream: StreamLog) -> Feed:
+        feed = Feed(stream.pk, await load_recorded(stream), ending_of(stream))
+        self._feeds[stream.pk] = feed
+        return feed
+
+
 async def _publish(fanout: Fanout, broadcasts: list[Broadcast]) -> Exception | None:
     """Publish the watched ones' new text, each on its own; the last failure."""
     failed = None
@@ -275,54 +265,22 @@ def _cancel_orphans(broadcasts: Iterable[Broadcast]) -> None:
             broadcast.cancel("orphaned")
 
 
-def _incomplete(stream: StreamLog) -> bool:
-    return stream.is_finished and stream.status != StreamLog.Status.COMPLETED
+def _has_all(stream: StreamLog, feed: Feed, after: Position) -> bool:
+    """Whether a client at `after` has all of a finished stream (answer 204, so
+    EventSource stops). Raises `BadOffset` past the end of a complete answer; past an
+    incomplete one, which a crash may leave shorter than what was seen, the viewer
+    gets its ending."""
+    offset = feed.offset_of(after)
+    incomplete = stream.is_finished and stream.status != StreamLog.Status.COMPLETED
+    if offset is None and not incomplete:
+        raise BadOffset()
+    return offset == feed.length and stream.is_finished
 
 
 def _meta(stream: StreamLog) -> dict[str, Any]:
     """The `meta` frame's fields: what viewers keep of the row, never the row itself
     (its copy of the answer would stay with every viewer)."""
     return {"stream_id": stream.pk, "provider": stream.provider, "model": stream.model}
-
-
-async def _frames(
-    meta: dict[str, Any], feed: Feed, *, after: Position, dialect: Dialect
-) -> AsyncIterator[str]:
-    """The opening, the text after `after` in pieces of at most FRAME_CHARS, then
-    live text, then the closing; a heartbeat whenever nothing arrived for
-    SSE_HEARTBEAT_SECONDS. The answer's pieces and the reasoning's go to the
-    dialect each with its own offset, in the order they came."""
-    yield dialect.opening(meta)
-    heartbeat = settings.SSE_HEARTBEAT_SECONDS
-    # A mirror may not have reached the client's position yet.
-    while (offset := feed.offset_of(after)) is None and feed.ending is None:
-        if not await feed.wait(heartbeat):
-            yield dialect.heartbeat()
-    if offset is None:  # past the end of an answer that ended short
-        offset = feed.length
-    answer, reasoning, thinking = feed.lengths_at(offset)
-    while True:
-        if text := feed.since(offset, FRAME_CHARS):
-            offset += len(text)
-            frames = []
-            parts = text.split(SWITCH) if SWITCH in text else (text,)
-            for index, part in enumerate(parts):
-                if index:  # a SWITCH came before it
-                    thinking = not thinking
-                if not part:
-                    continue
-                if thinking:
-                    reasoning += len(part)
-                    frames.append(dialect.reasoning(part, reasoning))
-                else:
-                    answer += len(part)
-                    frames.append(dialect.text(part, answer))
-            yield frames[0] if len(frames) == 1 else "".join(frames)
-        elif feed.ending is not None:
-            yield dialect.closing(feed.ending)
-            return
-        elif not await feed.wait(heartbeat):
-            yield dialect.heartbeat()
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = (

@@ -14,14 +14,15 @@ from datetime import timedelta
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db.models import F
-from django.db.models.functions import Coalesce, Length
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce, Length, NullIf
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from streaming.accounting import costs, tokens
 from streaming.models import StreamLog
 from streaming.relay import background, framelog, hub, outcome
+from streaming.relay.joined import SWITCH
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +88,17 @@ async def reap() -> int:
         except Exception:
             logger.exception("stream %s: could not read its frame log", stream_id)
             continue
-        if record is not None and (record.outcome or record.length > checkpointed):
+        if record is not None and (
+            record.outcome or _characters(record.text) > checkpointed
+        ):
             records[stream_id] = record
     return await _end([stream_id for stream_id, _ in expired], records)
+
+
+def _characters(text: str) -> int:
+    """The characters of a joined text's answer and reasoning: its SWITCHes are
+    neither's (the row keeps the two apart, without them)."""
+    return len(text) - text.count(SWITCH)
 
 
 def _stale():
@@ -127,17 +136,24 @@ def _end(stream_ids: list[int], records: dict[int, framelog.Record]) -> int:
             }
             ended += rows.update(**final)
         else:
+            texts = outcome.texts(record.text)
+            said, thought = len(texts["response"]), len(texts["reasoning"])
             ended += rows.update(
                 **interrupted,
-                **outcome.texts(record.text),
-                output_tokens=tokens.estimate_length(record.length),
+                **texts,
+                output_tokens=tokens.estimate_length(said + thought),
+                reasoning_tokens=tokens.estimate_length(thought) or None,
             )
     rest = [stream_id for stream_id in stream_ids if stream_id not in records]
     if rest:
         ended += (
             _stale()
             .filter(pk__in=rest)
-            .update(**interrupted, output_tokens=tokens.estimate_sql("response"))
+            .update(
+                **interrupted,
+                output_tokens=tokens.estimate_sql("response", "reasoning"),
+                reasoning_tokens=NullIf(tokens.estimate_sql("reasoning"), Value(0)),
+            )
         )
     _price(stream_ids)
     return ended

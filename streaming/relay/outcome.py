@@ -19,7 +19,7 @@ from streaming.accounting.budgets import Spending
 from streaming.accounting.costs import Price
 from streaming.models import StreamLog
 from streaming.providers.base import Usage
-from streaming.relay import feed, hub
+from streaming.relay import feed, hub, joined
 from streaming.relay.feed import Broadcast, Ending
 
 logger = logging.getLogger(__name__)
@@ -119,15 +119,16 @@ def _fields(
 
 def texts(text: str) -> dict[str, Any]:
     """The row's fields of a stream's joined text: the answer and the reasoning."""
-    answer, reasoning, spans = feed.split(text)
+    answer, reasoning, spans = joined.split(text)
     return {"response": answer, "reasoning": reasoning, "reasoning_spans": spans}
 
 
 def _usage(progress: Progress, broadcast: Broadcast) -> tuple[Usage, bool]:
     """The provider's usage, with our estimate for whatever it did not report
     (stopped, failed and orphaned streams), and whether the input or the output
-    was estimated. The reasoning's count, when the provider gave none, is estimated
-    from its text (the output counts it either way)."""
+    was estimated. The reasoning's count, when the provider gave none (or 0, for
+    reasoning it relayed), is estimated from its text (the output counts it either
+    way)."""
     reported = progress.usage or Usage(None, None)
     input_tokens, output_tokens = reported.input_tokens, reported.output_tokens
     reasoning_tokens = reported.reasoning_tokens
@@ -135,10 +136,14 @@ def _usage(progress: Progress, broadcast: Broadcast) -> tuple[Usage, bool]:
     if input_tokens is None:
         input_tokens = progress.prompt_tokens if progress.attempts else 0
     if output_tokens is None:
-        # The joined text: its every character is the answer's or the reasoning's.
-        output_tokens = tokens.estimate_length(broadcast.length)
-    if reasoning_tokens is None and broadcast.reasoning_length:
-        # Part of the output, never more than all of it.
+        # The characters of both texts: the SWITCHes between them are neither's.
+        output_tokens = tokens.estimate_length(
+            broadcast.answer_length + broadcast.reasoning_length
+        )
+    # Some OpenAI-compatible servers report 0 reasoning tokens beside the reasoning
+    # they stream: text that came from no token is no count. An estimate is part of
+    # the output, never more than all of it.
+    if not reasoning_tokens and broadcast.reasoning_length:
         estimate = tokens.estimate_length(broadcast.reasoning_length)
         reasoning_tokens = min(estimate, output_tokens)
     usage = replace(

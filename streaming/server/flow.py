@@ -17,7 +17,7 @@ from zope.interface import implementer
 from streaming.relay.viewer import FLOW_EXTENSION
 
 # What Twisted buffers for a connection before it pauses the producer (its default is
-# 64 KiB): with frames of at most `hub.FRAME_CHARS`, about what a stalled viewer holds.
+# 64 KiB): with frames of at most `dialects.FRAME_CHARS`, about what a stalled viewer holds.
 BUFFER_BYTES = 16 * 1024
 
 

@@ -10,6 +10,7 @@ from streaming import conversations
 from streaming.accounting import limits
 from streaming.models import Conversation, Message, StreamLog
 from streaming.relay import generation, hub
+from streaming.relay.joined import Position
 from tests.helpers import finished_log, parse_sse
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
@@ -152,13 +153,17 @@ async def test_a_viewer_resumes_from_its_offset(alice):
     turn = await _start(alice)
     log = await finished_log(turn.stream.pk)
 
-    frames = await hub.get().follow(log, user_id=log.user_id, after=10)
+    frames = await hub.get().follow(log, user_id=log.user_id, after=Position(10))
     events, _, _ = parse_sse("".join([frame async for frame in frames]))
 
     assert "".join(e.data for e in events if e.event == "token") == log.response[10:]
     with pytest.raises(hub.BadOffset):
-        await hub.get().follow(log, user_id=log.user_id, after=len(log.response) + 1)
+        await hub.get().follow(
+            log, user_id=log.user_id, after=Position(len(log.response) + 1)
+        )
     assert (
-        await hub.get().follow(log, user_id=log.user_id, after=len(log.response))
+        await hub.get().follow(
+            log, user_id=log.user_id, after=Position(len(log.response))
+        )
         is None
     )

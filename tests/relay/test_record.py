@@ -9,6 +9,7 @@ from asgiref.sync import sync_to_async
 
 from streaming.models import StreamLog
 from streaming.relay import hub
+from streaming.relay.joined import Position
 from tests.helpers import parse_sse, read_events
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
@@ -38,7 +39,9 @@ async def test_past_what_a_crashed_process_kept_the_viewer_is_told_it_broke(
     log = await sync_to_async(_interrupted)(make_log, alice)
 
     events = await _events(
-        await hub.get().follow(log, user_id=log.user_id, after=len(log.response) + 40)
+        await hub.get().follow(
+            log, user_id=log.user_id, after=Position(len(log.response) + 40)
+        )
     )
 
     assert [e.event for e in events] == ["meta", "error"]
@@ -47,7 +50,7 @@ async def test_past_what_a_crashed_process_kept_the_viewer_is_told_it_broke(
     # Past the end of a completed answer is still not an offset of it.
     completed = await sync_to_async(make_log)(alice, response="Hello!")
     with pytest.raises(hub.BadOffset):
-        await hub.get().follow(completed, user_id=completed.user_id, after=7)
+        await hub.get().follow(completed, user_id=completed.user_id, after=Position(7))
 
 
 async def test_over_http_the_resume_past_the_record_gets_the_ending(

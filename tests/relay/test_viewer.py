@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 from hypothesis import strategies as st
 
 from streaming.models import StreamLog
-from streaming.relay import hub, viewer
+from streaming.relay import dialects, hub, viewer
 from streaming.relay.feed import Text
 from tests.helpers import parse_sse
 
@@ -48,8 +48,8 @@ async def test_a_long_answer_goes_out_in_frames_of_bounded_size(alice, make_log)
     events, _, _ = parse_sse("".join([frame async for frame in frames]))
 
     tokens = [e for e in events if e.event == "token"]
-    assert len(tokens) == -(-len(answer) // hub.FRAME_CHARS)
-    assert all(len(e.data) <= hub.FRAME_CHARS for e in tokens)
+    assert len(tokens) == -(-len(answer) // dialects.FRAME_CHARS)
+    assert all(len(e.data) <= dialects.FRAME_CHARS for e in tokens)
     assert "".join(e.data for e in tokens) == answer
     ends = [int(e.id) for e in tokens]
     assert ends == [
