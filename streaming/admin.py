@@ -67,6 +67,7 @@ class StreamLogAdmin(admin.ModelAdmin):
         "system_prompt",
         "prompt",
         "answer",
+        "thinking",
         "error",
         ("ttft_ms", "duration_ms"),
         ("input_tokens", "cached_input_tokens", "cache_write_tokens"),
@@ -80,12 +81,14 @@ class StreamLogAdmin(admin.ModelAdmin):
         "user_link",
         "conversation_link",
         "answer",
+        "thinking",
         "error",
         "timeline",
         "live",
     )
 
     class Media:
+        css = {"all": ["streaming/admin.css"]}
         js = [_MARKDOWN]
 
     @admin.display(description="user")
@@ -104,6 +107,18 @@ class StreamLogAdmin(admin.ModelAdmin):
     def answer(self, log: StreamLog) -> str:
         # Rendered as sanitised Markdown by admin.js; the raw text is the fallback.
         return format_html('<div class="markdown" data-markdown>{}</div>', log.response)
+
+    # Not named `reasoning`: the admin would show the model field instead, unfolded.
+    @admin.display(description="reasoning")
+    def thinking(self, log: StreamLog) -> str:
+        if not log.reasoning:
+            return "-"
+        return format_html(
+            '<details><summary>{} characters</summary><div class="reasoning">{}</div>'
+            "</details>",
+            len(log.reasoning),
+            log.reasoning,
+        )
 
     @admin.display(description="error")
     def error(self, log: StreamLog) -> str:
