@@ -40,53 +40,8 @@ class UsageFilter(forms.Form):
     )
 
 
-@admin.register(StreamLog)
-class StreamLogAdmin(admin.ModelAdmin):
-    list_display = (
-        "id",
-        "user",
-        "status",
-        "provider",
-        "model",
-        "ttft_ms",
-        "duration_ms",
-        "input_tokens",
-        "output_tokens",
-        "cost",
-        "created_at",
-        "live",
-    )
-    list_filter = ("status", "provider", "model", "user", "created_at")
-    list_select_related = ("user",)
-    search_fields = ("prompt", "response", "user__username", "user__email")
-    date_hierarchy = "created_at"
-    list_per_page = 50
-    fields = (
-        ("user_link", "conversation_link", "status"),
-        ("provider", "model"),
-        "system_prompt",
-        "prompt",
-        "answer",
-        "error",
-        ("ttft_ms", "duration_ms"),
-        ("input_tokens", "cached_input_tokens", "cache_write_tokens"),
-        ("output_tokens", "reasoning_tokens"),
-        ("tokens_estimated", "cost"),
-        ("client_addr", "user_agent"),
-        "timeline",
-        "live",
-    )
-    readonly_fields = (
-        "user_link",
-        "conversation_link",
-        "answer",
-        "error",
-        "timeline",
-        "live",
-    )
-
-    class Media:
-        js = [_MARKDOWN]
+class _LogFields:
+    """The computed fields of a stream log's admin pages: links, folded text, times."""
 
     @admin.display(description="user")
     def user_link(self, log: StreamLog) -> str:
@@ -104,6 +59,18 @@ class StreamLogAdmin(admin.ModelAdmin):
     def answer(self, log: StreamLog) -> str:
         # Rendered as sanitised Markdown by admin.js; the raw text is the fallback.
         return format_html('<div class="markdown" data-markdown>{}</div>', log.response)
+
+    # Not named `reasoning`: the admin would show the model field instead, unfolded.
+    @admin.display(description="reasoning")
+    def thinking(self, log: StreamLog) -> str:
+        if not log.reasoning:
+            return "-"
+        return format_html(
+            '<details><summary>{} characters</summary><div class="reasoning">{}</div>'
+            "</details>",
+            len(log.reasoning),
+            log.reasoning,
+        )
 
     @admin.display(description="error")
     def error(self, log: StreamLog) -> str:
@@ -136,6 +103,58 @@ class StreamLogAdmin(admin.ModelAdmin):
         url = reverse("admin:streaming_streamlog_live", args=[log.pk])
         label = "Live tail" if not log.is_finished else "Replay"
         return format_html('<a href="{}">{}</a>', url, label)
+
+
+@admin.register(StreamLog)
+class StreamLogAdmin(_LogFields, admin.ModelAdmin):
+    list_display = (
+        "id",
+        "user",
+        "status",
+        "provider",
+        "model",
+        "ttft_ms",
+        "duration_ms",
+        "input_tokens",
+        "output_tokens",
+        "cost",
+        "created_at",
+        "live",
+    )
+    list_filter = ("status", "provider", "model", "user", "created_at")
+    list_select_related = ("user",)
+    search_fields = ("prompt", "response", "user__username", "user__email")
+    date_hierarchy = "created_at"
+    list_per_page = 50
+    fields = (
+        ("user_link", "conversation_link", "status"),
+        ("provider", "model"),
+        "system_prompt",
+        "prompt",
+        "answer",
+        "thinking",
+        "error",
+        ("ttft_ms", "duration_ms"),
+        ("input_tokens", "cached_input_tokens", "cache_write_tokens"),
+        ("output_tokens", "reasoning_tokens"),
+        ("tokens_estimated", "cost"),
+        ("client_addr", "user_agent"),
+        "timeline",
+        "live",
+    )
+    readonly_fields = (
+        "user_link",
+        "conversation_link",
+        "answer",
+        "thinking",
+        "error",
+        "timeline",
+        "live",
+    )
+
+    class Media:
+        css = {"all": ["streaming/admin.css"]}
+        js = [_MARKDOWN]
 
     def get_urls(self):
         live = self.admin_site.admin_view(self.live_view)

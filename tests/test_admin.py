@@ -182,3 +182,25 @@ def test_a_stream_log_shows_its_system_prompt(admin_client, alice, make_log):
     log = make_log(alice, system_prompt="You are <b>terse</b>.")
     page = admin_client.get(_change_url(log)).content.decode()
     assert "You are &lt;b&gt;terse&lt;/b&gt;." in page
+
+
+def test_a_stream_log_shows_its_reasoning_folded_and_escaped(
+    admin_client, alice, make_log
+):
+    log = make_log(alice, reasoning="Weigh <script>alert(1)</script>\nthen answer.")
+
+    page = admin_client.get(_change_url(log)).content.decode()
+
+    assert (
+        '<details><summary>44 characters</summary><div class="reasoning">'
+        "Weigh &lt;script&gt;alert(1)&lt;/script&gt;\nthen answer.</div></details>"
+    ) in page
+    assert "<script>alert(1)" not in page
+
+
+def test_a_stream_log_without_reasoning_shows_a_dash(admin_client, alice_log):
+    page = admin_client.get(_change_url(alice_log)).content.decode()
+
+    assert '<div class="reasoning">' not in page
+    shown = " ".join(page.split())
+    assert '<label>Reasoning:</label> <div class="readonly">-</div>' in shown

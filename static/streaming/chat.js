@@ -1,5 +1,6 @@
 // The chat page: start a stream with POST /streams/ (so errors such as 429 are
-// readable), follow it with EventSource through sse-client.js, render Markdown live.
+// readable), follow it with EventSource through sse-client.js, render Markdown live,
+// and the model's reasoning apart from it, as plain text in a closed "Thinking" block.
 import { openStream } from "./sse-client.js";
 import { LiveMarkdown, renderInto } from "./markdown.js";
 
@@ -64,9 +65,34 @@ function showError(item, error) {
   item.querySelector(".regenerate").textContent = "Retry";
 }
 
+// The reasoning of the answer `item` is about to follow, emptied (a regenerated
+// answer replaces it, a resumed one has it replayed). Its text is untrusted like the
+// answer's, and only ever added as text: never parsed as HTML or Markdown.
+function thinkingOf(item) {
+  const block = item.querySelector(".thinking");
+  const summary = block.querySelector("summary");
+  const text = document.createTextNode("");
+  block.querySelector(".thinking-body").replaceChildren(text);
+  block.hidden = true;
+  block.open = false;
+  summary.textContent = "Thinking";
+  return {
+    add(fresh, { answering }) {
+      text.appendData(fresh);
+      block.hidden = false;
+      summary.textContent = answering ? "Thinking" : "Thinking…";
+    },
+    // The answer has started, or the stream ended: the model is no longer thinking.
+    settle() {
+      summary.textContent = "Thinking";
+    },
+  };
+}
+
 function follow(item, eventsUrl) {
   const body = item.querySelector("[data-markdown]");
   const markdown = new LiveMarkdown(body);
+  const thinking = thinkingOf(item);
   item.dataset.status = "streaming";
   item.querySelector(".message-error").hidden = true;
   item.querySelector(".message-state").textContent = "";
@@ -74,6 +100,7 @@ function follow(item, eventsUrl) {
 
   const finish = (status, error) => {
     markdown.finish();
+    thinking.settle();
     answers.set(item, client.content);
     body.removeAttribute("aria-busy");
     item.dataset.status = status;
@@ -90,6 +117,11 @@ function follow(item, eventsUrl) {
     csrfToken,
     onToken: (_text, { content }) => {
       markdown.set(content);
+      thinking.settle();
+      requestAnimationFrame(scrollToEnd);
+    },
+    onReasoning: (text) => {
+      thinking.add(text, { answering: client.content !== "" });
       requestAnimationFrame(scrollToEnd);
     },
     onStatus: (status) => {

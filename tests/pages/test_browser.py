@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from streaming.models import Conversation, StreamLog
-from tests.helpers import BASE_DIR, expected_answer, fake, free_port, new_key
+from tests.helpers import (
+    BASE_DIR,
+    expected_answer,
+    expected_reasoning,
+    fake,
+    free_port,
+    new_key,
+)
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -205,6 +212,125 @@ def test_markdown_renders_and_injected_html_stays_inert(page, site, alice):
     body.locator("a", has_text="link").click()
     assert page.evaluate("() => window.pwned") is None
     shot(page, "04-markdown")
+
+
+THINKING = ".message.assistant .thinking"
+
+# Records the newest answer's Thinking block at every change of the messages: its
+# text, its summary, and whether it is hidden or open.
+RECORD_THINKING = """() => {
+  window.thinking = [];
+  const record = () => {
+    const item = [...document.querySelectorAll('.message.assistant')].pop();
+    const block = item?.querySelector('.thinking');
+    if (!block) return;
+    window.thinking.push({
+      text: block.querySelector('.thinking-body').textContent,
+      summary: block.querySelector('summary').textContent,
+      hidden: block.hidden,
+      open: block.open,
+    });
+  };
+  new MutationObserver(record).observe(document.getElementById('messages'), {
+    subtree: true, childList: true, characterData: true, attributes: true,
+  });
+}"""
+
+
+def wait_until_done(page) -> None:
+    page.wait_for_function(
+        "() => document.querySelector('#status').textContent === 'Done.'"
+    )
+
+
+@pytest.mark.parametrize("model", ["openai:gpt-4o-mini", "anthropic:claude-sonnet-4-5"])
+def test_the_reasoning_streams_into_a_closed_thinking_block(page, site, alice, model):
+    options = {"reasoning": 6, "tokens": 8, "delay_ms": 40}
+    reasoning = expected_reasoning(**options)
+    log_in(page, site.url, alice)
+    page.evaluate(RECORD_THINKING)
+
+    send(page, "think " + fake(**options), model=model)
+    wait_until_done(page)
+
+    seen = page.evaluate("() => window.thinking")
+    shown = [state for state in seen if not state["hidden"]]
+    texts = list(dict.fromkeys(state["text"] for state in shown))
+    # It grew, piece by piece, each a beginning of the reasoning, to all of it.
+    assert len(texts) > 2
+    assert all(reasoning.startswith(text) for text in texts)
+    assert texts[-1] == reasoning
+    assert not any(state["open"] for state in seen)
+    # While the reasoning came (before the answer) the model was thinking; then not.
+    assert {s["summary"] for s in shown if s["text"] != reasoning} == {"Thinking…"}
+    assert shown[-1]["summary"] == "Thinking"
+    block = page.locator(THINKING).last
+    assert block.is_visible()
+    assert block.get_attribute("open") is None
+    assert block.locator(".thinking-body").text_content() == reasoning
+    assert not block.locator(".thinking-body").is_visible()  # closed
+    assert words(answer(page).inner_text()) == words(expected_answer(**options))
+    log = finished(StreamLog.objects.get(user=alice))
+    assert (log.reasoning, log.response) == (reasoning, expected_answer(**options))
+    provider = model.partition(":")[0]
+    shot(page, f"11-thinking-closed-{provider}")
+
+    block.locator("summary").click()
+    assert block.locator(".thinking-body").is_visible()
+    shot(page, f"12-thinking-open-{provider}")
+
+    page.reload()
+    block = page.locator(THINKING).last
+    assert block.is_visible()
+    assert block.get_attribute("open") is None
+    assert block.locator("summary").text_content() == "Thinking"
+    assert block.locator(".thinking-body").text_content() == reasoning
+
+    # Regenerating replaces the reasoning rather than adding to it.
+    page.evaluate(RECORD_THINKING)
+    page.locator(".message.assistant .regenerate").last.click()
+    wait_until_done(page)
+    assert page.evaluate("() => window.thinking")[0]["text"] == ""
+    assert block.locator(".thinking-body").text_content() == reasoning
+    assert page.locator(".message.assistant").count() == 1
+    assert StreamLog.objects.filter(user=alice).count() == 2
+
+
+def test_an_answer_without_reasoning_keeps_the_thinking_block_hidden(page, site, alice):
+    options = {"tokens": 8, "delay_ms": 10, "pattern": "counter"}
+    log_in(page, site.url, alice)
+    page.evaluate(RECORD_THINKING)
+
+    send(page, "no thoughts " + fake(**options))
+    wait_until_done(page)
+
+    seen = page.evaluate("() => window.thinking")
+    assert seen and all(state["hidden"] for state in seen)
+    assert page.locator(THINKING).last.is_hidden()
+    assert page.locator(THINKING).last.text_content() == "Thinking"
+    assert words(answer(page).inner_text()) == words(expected_answer(**options))
+    page.reload()
+    assert page.locator(THINKING).last.is_hidden()
+
+
+def test_reload_mid_reasoning_resumes_the_reasoning_and_the_answer(page, site, alice):
+    options = {"reasoning": 60, "tokens": 20, "delay_ms": 30}
+    reasoning = expected_reasoning(**options)
+    log_in(page, site.url, alice)
+    send(page, "think long " + fake(**options))
+    page.wait_for_function(
+        f"() => /Step 5:/.test([...document.querySelectorAll('{THINKING}-body')]"
+        ".pop()?.textContent ?? '')"
+    )
+    page.reload()
+
+    wait_until_done(page)
+    block = page.locator(THINKING).last
+    assert block.locator(".thinking-body").text_content() == reasoning
+    assert block.locator("summary").text_content() == "Thinking"
+    assert block.get_attribute("open") is None
+    assert words(answer(page).inner_text()) == words(expected_answer(**options))
+    assert StreamLog.objects.filter(user=alice).count() == 1
 
 
 def test_stop_keeps_the_partial_answer(page, site, alice, upstream):

@@ -380,6 +380,40 @@ def test_a_conversation_page_shows_its_messages_and_how_each_answer_ended(
     assert "Not in this chat" not in response.content.decode()
 
 
+def test_a_stored_reasoning_shows_folded_as_escaped_plain_text(client, alice, make_log):
+    chat = _conversation(alice, "Thoughts")
+    _say(chat, "Why?")
+    reasoning = "Weigh <script>alert(1)</script>\n  then & so."
+    _answer(chat, make_log, response="Because.", reasoning=reasoning)
+    _say(chat, "And?")
+    _answer(chat, make_log, response="No reasoning here.")
+    client.force_login(alice)
+
+    response = client.get(f"/c/{chat.pk}/")
+
+    dom = _dom(response)
+    answers = _find(_one(dom, "ol", id="messages"), "li", class_="assistant")
+    blocks = [_one(item, "details", class_="thinking") for item in answers]
+    # Closed (no `open`), and hidden when there is nothing to show.
+    assert [dict(block.attributes) for block in blocks] == [
+        {"class": "thinking"},
+        {"class": "thinking", "hidden": None},
+    ]
+    assert [_text(_one(block, "summary")) for block in blocks] == ["Thinking"] * 2
+    page = response.content.decode()
+    assert (
+        '<details class="thinking"><summary>Thinking</summary>'
+        '<div class="thinking-body">Weigh &lt;script&gt;alert(1)&lt;/script&gt;\n'
+        "  then &amp; so.</div></details>"
+    ) in page
+    assert "<script>alert(1)" not in page
+    # New answers start from the template's block: hidden and empty.
+    template = _one(dom, "template", id="message-template")
+    block = _one(template, "details", class_="thinking")
+    assert dict(block.attributes) == {"class": "thinking", "hidden": None}
+    assert _text(_one(block, "div", class_="thinking-body")) == ""
+
+
 def test_another_users_conversation_is_not_found(client, alice, bob, make_log):
     theirs = _conversation(bob, "Bob's secret plans")
     _say(theirs, "The plan is")
