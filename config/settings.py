@@ -149,11 +149,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test-db.sqlite3")}
     # WAL: readers do not wait for the writer, and a commit needs no fsync of its own
     # (synchronous=NORMAL; a power cut may lose the last commits, never corrupt).
+    # A page cache of 64 KiB per connection, not SQLite's 2 MB: reading any column of
+    # a stream row after its answer walks the answer's chain of overflow pages through
+    # the cache, so each request thread that looked up a long finished answer kept 2 MB
+    # (docs/bench/stalled-viewers.md). The OS caches the file; a lookup costs ~2 µs more.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             "timeout": 20,
             "transaction_mode": "IMMEDIATE",
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "init_command": (
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                "PRAGMA cache_size=-64;"
+            ),
         }
     )
 
