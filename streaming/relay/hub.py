@@ -61,8 +61,7 @@ class Hub:
         layer = get_channel_layer()
         self.fanout = Fanout(layer, self.owned)
         self.writer = framelog.Writer()
-        # The in-memory layer reaches no other process: the streams this process owns
-        # need no group on it (its every send and receive sweeps all groups).
+        # The in-memory layer reaches no other process: owned streams need no group.
         self.local_only = isinstance(layer, InMemoryChannelLayer)
         self.draining = False  # set on shutdown: no new streams start here
         self._ticker: asyncio.Task[None] | None = None
@@ -226,21 +225,26 @@ class _Replays:
         self._feeds: weakref.WeakValueDictionary[int, Feed] = (
             weakref.WeakValueDictionary()
         )
-        self._reading: dict[int, asyncio.Task[Feed]] = {}
+        # Each read under way: its feed, or None if it failed (a waiter reads then).
+        self._reading: dict[int, asyncio.Future[Feed | None]] = {}
 
     async def get(self, stream: StreamLog) -> Feed:
+        """Viewers that come at once wait for one read (and copy), done by the first
+        with its own connection: a task would wait for one the waiters hold."""
+        while (reading := self._reading.get(stream.pk)) is not None:
+            if feed := await asyncio.shield(reading):
+                return feed
         if feed := self._feeds.get(stream.pk):
             return feed
-        # Viewers that come at once wait for one read, not one read (and copy) each.
-        if (reading := self._reading.get(stream.pk)) is None:
-            reading = self._reading[stream.pk] = background.spawn(self._read(stream))
-            reading.add_done_callback(lambda _: self._reading.pop(stream.pk, None))
-        return await asyncio.shield(reading)
-
-    async def _read(self, stream: StreamLog) -> Feed:
-        feed = Feed(stream.pk, await load_recorded(stream), ending_of(stream))
-        self._feeds[stream.pk] = feed
-        return feed
+        reading = self._reading[stream.pk] = asyncio.get_running_loop().create_future()
+        feed = None
+        try:
+            feed = Feed(stream.pk, await load_recorded(stream), ending_of(stream))
+            self._feeds[stream.pk] = feed
+            return feed
+        finally:
+            del self._reading[stream.pk]
+            reading.set_result(feed)
 
 
 async def _publish(fanout: Fanout, broadcasts: list[Broadcast]) -> Exception | None:
