@@ -11,7 +11,7 @@ CONTENT_TYPE = "text/event-stream; charset=utf-8"
 
 def encode(event: str, data: str, *, id: str | None = None) -> str:
     """One SSE frame. `data` must already use `\\n` line endings
-    (`relay.generation.Normaliser`).
+    (`relay.joined.Normaliser`).
 
     Each line of `data` becomes its own `data:` line, so a WHATWG parser rebuilds the
     text exactly, leading spaces and a `:` at a line start included.
@@ -37,6 +37,8 @@ def retry(milliseconds: int) -> str:
 
 def response(frames: AsyncIterator[str], *, status: int = 200) -> StreamingHttpResponse:
     response = StreamingHttpResponse(frames, content_type=CONTENT_TYPE, status=status)
+    # Set, not parsed from the Content-Type again for every frame Django encodes.
+    response.charset = "utf-8"
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # stop nginx from buffering tokens
     return response

@@ -11,7 +11,6 @@ from streaming.providers.base import (
     DEFAULT_OPTIONS,
     TRANSPORT_ERRORS,
     BadUpstream,
-    Incomplete,
     Item,
     Message,
     Options,
@@ -71,7 +70,7 @@ class AnthropicProvider:
 
     async def stream(
         self, messages: list[Message], *, model: str, options: Options = DEFAULT_OPTIONS
-    ) -> AsyncIterator[Item]:
+    ) -> AsyncIterator[list[Item]]:
         client: anthropic.AsyncAnthropic = self._clients.get()
         try:
             async with client.messages.with_streaming_response.create(
@@ -81,8 +80,8 @@ class AnthropicProvider:
                 stream=True,
             ) as response:
                 chunks = response.iter_text()
-                async for item in _deltas(wire.lines(chunks)):
-                    yield item
+                async for items in wire.items(chunks, _Parser()):
+                    yield items
                 await wire.finish(chunks)
         except (anthropic.APIError, *TRANSPORT_ERRORS) as error:
             raise sdk_error(error, anthropic) from None
@@ -122,11 +121,17 @@ def _parameters(model: str, options: Options) -> dict[str, Any]:
     return parameters
 
 
-async def _deltas(lines: AsyncIterator[str]) -> AsyncIterator[Item]:
-    counts: dict[str, int] = {}
-    async for event, data in wire.events(lines):
+class _Parser:
+    """Message stream events, until `message_stop` (which brings the usage counted
+    along the way)."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, event: str, data: str) -> list[Item]:
         if event == "ping":
-            continue
+            return []
         payload = wire.json_object(data)
         try:
             match event:
@@ -134,21 +139,21 @@ async def _deltas(lines: AsyncIterator[str]) -> AsyncIterator[Item]:
                     delta = payload["delta"]
                     kind = delta.get("type")
                     if kind == "text_delta" and delta["text"]:
-                        yield TextDelta(delta["text"])
-                    elif kind == "thinking_delta" and delta["thinking"]:
-                        yield ReasoningDelta(delta["thinking"])
+                        return [TextDelta(delta["text"])]
+                    if kind == "thinking_delta" and delta["thinking"]:
+                        return [ReasoningDelta(delta["thinking"])]
                 case "message_start":
-                    _count(counts, payload["message"].get("usage"))
+                    _count(self.counts, payload["message"].get("usage"))
                 case "message_delta":
-                    _count(counts, payload.get("usage"))
+                    _count(self.counts, payload.get("usage"))
                 case "message_stop":
-                    yield _usage(counts)
-                    return
+                    self.done = True
+                    return [_usage(self.counts)]
                 case "error":
                     raise _stream_error(payload.get("error"))
         except (KeyError, TypeError, AttributeError):
             raise BadUpstream() from None
-    raise Incomplete()
+        return []
 
 
 def _count(counts: dict[str, int], usage: dict[str, Any] | None) -> None:

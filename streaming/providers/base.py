@@ -1,10 +1,11 @@
 """The provider contract: what a provider yields, the errors it raises, and the retry
 policy and error mapping every provider shares.
 
-A provider's `stream(messages, *, model, options)` is an async iterator of
+A provider's `stream(messages, *, model, options)` is an async iterator of lists of
 `TextDelta`, `ReasoningDelta` (what a model that thinks sends apart from its answer)
-and at most one `Usage`, ending normally only when the provider sent its
-terminator. Failures are raised as one of the `ProviderError` subclasses below, whose
+and at most one `Usage`, a list for what arrived together (one read of the upstream:
+a burst of tokens costs one wake-up, not one each), ending normally only when the
+provider sent its terminator. Failures are raised as one of the `ProviderError` subclasses below, whose
 `message` is written for the user: no SDK text, URL or key ever reaches it.
 Closing the iterator (or cancelling the task that runs it) closes the upstream
 HTTP connection.
@@ -147,7 +148,7 @@ class Provider(Protocol):
 
     def stream(
         self, messages: list[Message], *, model: str, options: Options = DEFAULT_OPTIONS
-    ) -> AsyncIterator[Item]: ...
+    ) -> AsyncIterator[list[Item]]: ...
 
 
 def output_limit(model: str) -> int | None:

@@ -55,7 +55,7 @@ class DemoProvider:
 
     async def stream(
         self, messages: list[Message], *, model: str, options: Options = DEFAULT_OPTIONS
-    ) -> AsyncIterator[TextDelta | Usage]:
+    ) -> AsyncIterator[list[TextDelta | Usage]]:
         prompt = messages[-1]["content"]
         quote = " ".join(prompt.split())[:200] or "(nothing)"
         tokens = re.findall(r"\s*\S+|\s+", _ANSWER.format(quote=quote))[
@@ -65,9 +65,9 @@ class DemoProvider:
         delay = settings.DEMO_TOKEN_DELAY_MS / 1000
         for token in tokens:
             await asyncio.sleep(delay)
-            yield TextDelta(token)
+            yield [TextDelta(token)]
         texts = [options.system or ""] + [message["content"] for message in messages]
-        yield Usage(sum(len(text.split()) for text in texts), len(tokens))
+        yield [Usage(sum(len(text.split()) for text in texts), len(tokens))]
 
 
 def _until_stop(tokens: list[str], stop: tuple[str, ...]) -> list[str]:

@@ -11,7 +11,6 @@ from streaming.providers.base import (
     DEFAULT_OPTIONS,
     TRANSPORT_ERRORS,
     BadUpstream,
-    Incomplete,
     Item,
     Message,
     Options,
@@ -52,7 +51,7 @@ class OpenAIProvider:
 
     async def stream(
         self, messages: list[Message], *, model: str, options: Options = DEFAULT_OPTIONS
-    ) -> AsyncIterator[Item]:
+    ) -> AsyncIterator[list[Item]]:
         client: openai.AsyncOpenAI = self._clients.get()
         try:
             async with client.chat.completions.with_streaming_response.create(
@@ -63,8 +62,8 @@ class OpenAIProvider:
                 stream_options={"include_usage": True},
             ) as response:
                 chunks = response.iter_text()
-                async for item in _deltas(wire.lines(chunks)):
-                    yield item
+                async for items in wire.items(chunks, _Parser()):
+                    yield items
                 await wire.finish(chunks)
         except (openai.APIError, *TRANSPORT_ERRORS) as error:
             raise sdk_error(error, openai) from None
@@ -92,26 +91,27 @@ def _parameters(model: str, options: Options) -> dict[str, Any]:
     return parameters
 
 
-async def _deltas(lines: AsyncIterator[str]) -> AsyncIterator[Item]:
-    async for _event, data in wire.events(lines):
+class _Parser:
+    """Chat completion chunks, until `[DONE]`."""
+
+    done = False
+
+    def __call__(self, event: str, data: str) -> list[Item]:
         if data == "[DONE]":
-            return
+            self.done = True
+            return []
         chunk = wire.json_object(data)
         if chunk.get("error"):
             raise _stream_error(chunk["error"])
         try:
-            deltas = [
-                choice.get("delta") or {} for choice in chunk.get("choices") or ()
-            ]
-            items = [item for delta in deltas for item in _items(delta)]
-            usage = chunk.get("usage")
-            if usage:
+            items: list[Item] = []
+            for choice in chunk.get("choices") or ():
+                items += _items(choice.get("delta") or {})
+            if usage := chunk.get("usage"):
                 items.append(_usage(usage))
         except (AttributeError, TypeError):
             raise BadUpstream() from None
-        for item in items:
-            yield item
-    raise Incomplete()
+        return items
 
 
 def _items(delta: dict[str, Any]) -> list[TextDelta | ReasoningDelta]:

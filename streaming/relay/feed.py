@@ -4,6 +4,7 @@ The text is the answer and the model's reasoning joined (`relay.joined`).
 """
 
 import asyncio
+import math
 import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
@@ -120,7 +121,11 @@ def _slice(parts: list[str], ends: list[int], offset: int, end: int, base: int) 
 
 class Feed(Runs):
     """What viewers read: the text so far (the answer and the reasoning, joined), the
-    ending once there is one, and a wake-up."""
+    ending once there is one, and their wake-ups.
+
+    Each waiting viewer awaits a future of its own (cancelling one leaves the others
+    alone), and one timer per feed, not one per wait, ends the waits that last
+    longer than their timeout."""
 
     def __init__(self, stream_id: int, text: str = "", ending: Ending | None = None):
         self.stream_id = stream_id
@@ -129,7 +134,8 @@ class Feed(Runs):
         self.ending = ending
         self.viewers = 0
         self.idle_since = time.monotonic()
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiters: list[tuple[float, asyncio.Future[bool]]] = []
+        self._timer: asyncio.TimerHandle | None = None
         if text:
             self.append(text)
 
@@ -144,19 +150,21 @@ class Feed(Runs):
     def append(self, text: str) -> None:
         self.count(text, self.text.length)
         self.text.append(text)
-        self._wake()
+        self.wake()
 
     def end(self, ending: Ending) -> None:
         self.ending = ending
-        self._wake()
+        self.wake()
 
     async def wait(self, timeout: float) -> bool:
         """Wait for more text or the ending; False if `timeout` seconds passed first."""
-        if self._waiter is None:
-            self._waiter = asyncio.get_running_loop().create_future()
-        # asyncio.wait leaves the shared future alone when this viewer is cancelled.
-        done, _ = await asyncio.wait((self._waiter,), timeout=timeout)
-        return bool(done)
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        deadline = loop.time() + timeout
+        self._waiters.append((deadline, waiter))
+        if self._timer is None:
+            self._timer = loop.call_at(deadline, self._expire)
+        return await waiter
 
     def attach(self) -> None:
         self.viewers += 1
@@ -166,16 +174,47 @@ class Feed(Runs):
         if not self.viewers:
             self.idle_since = time.monotonic()
 
-    def _wake(self) -> None:
-        if self._waiter is not None:
-            self._waiter.set_result(None)
-            self._waiter = None
+    def wake(self) -> None:
+        """Wake every waiting viewer: there is more to read."""
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for _, waiter in waiters:
+                if not waiter.done():  # a cancelled viewer's is
+                    waiter.set_result(True)
+
+    def _expire(self) -> None:
+        """End the waits past their deadline; the timer comes back for the next."""
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now, waiting = loop.time(), []
+        for deadline, waiter in self._waiters:
+            if waiter.done():
+                continue
+            if deadline <= now:
+                waiter.set_result(False)
+            else:
+                waiting.append((deadline, waiter))
+        self._waiters = waiting
+        if waiting:
+            self._timer = loop.call_at(min(d for d, _ in waiting), self._expire)
 
 
 class Broadcast(Feed):
-    """A stream generated in this process, and how far its text has gone out."""
+    """A stream generated in this process, and how far its text has gone out.
 
-    def __init__(self, stream_id: int, cancel: Callable[[str], None]):
+    New text wakes its viewers at once if they were last woken a window ago or more
+    (a first token, a token after a pause); otherwise the stream goes into `due`,
+    whose streams the hub wakes once a window: one wake-up and one write per viewer
+    per window however fast tokens come."""
+
+    def __init__(
+        self,
+        stream_id: int,
+        cancel: Callable[[str], None],
+        *,
+        due: set["Broadcast"] | None = None,
+        window: float = 0.0,
+    ):
         super().__init__(stream_id)
         self.cancel = cancel  # cancel(reason): "stopped", "orphaned" or "shutdown"
         self.watched_until = 0.0  # monotonic time until which another process watches
@@ -183,7 +222,22 @@ class Broadcast(Feed):
         self.logged = 0  # offset up to which the text is in the frame log
         self.logged_at = 0.0
         self.ending_logged = False
+        self._due = due
+        self._window = window
+        self._woken_at = -math.inf
 
     @property
     def is_watched(self) -> bool:
         return self.watched_until > time.monotonic()
+
+    def append(self, text: str) -> None:
+        self.count(text, self.text.length)
+        self.text.append(text)
+        if self._due is None or time.monotonic() - self._woken_at >= self._window:
+            self.wake()
+        else:
+            self._due.add(self)
+
+    def wake(self) -> None:
+        self._woken_at = time.monotonic()
+        super().wake()

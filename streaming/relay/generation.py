@@ -12,7 +12,6 @@ writes the row, which frees the slot.
 import asyncio
 import logging
 import math
-import re
 import time
 from contextlib import aclosing
 from typing import Literal
@@ -39,7 +38,7 @@ from streaming.providers.base import (
 )
 from streaming.relay import background, hub, outcome
 from streaming.relay.feed import Broadcast, Ending
-from streaming.relay.joined import SWITCH
+from streaming.relay.joined import SWITCH, Normaliser
 from streaming.relay.outcome import Progress
 
 logger = logging.getLogger(__name__)
@@ -210,29 +209,45 @@ async def _relay(
     # the LF that starts a piece of the other.
     normalise, normalise_reasoning = Normaliser(), Normaliser()
     reasoning = broadcast.in_reasoning
-    deltas = provider.stream(messages, model=stream.model, options=options)
+    batches = provider.stream(messages, model=stream.model, options=options)
     # Closing it closes the upstream connection even when a cancel lands while this
     # task awaits something else (a budget check), with the stream paused at a yield.
-    async with aclosing(deltas):
-        async for item in deltas:
-            if isinstance(item, Usage):
-                progress.usage = item
-                continue
-            if isinstance(item, ReasoningDelta):
-                text = normalise_reasoning(item.text)
-            else:
-                text = normalise(item.text)
-            if not text:
+    async with aclosing(batches):
+        async for items in batches:
+            before = length = broadcast.length
+            pieces: list[str] = []
+            for item in items:
+                if isinstance(item, Usage):
+                    progress.usage = item
+                    continue
+                if isinstance(item, ReasoningDelta):
+                    text = normalise_reasoning(item.text)
+                else:
+                    text = normalise(item.text)
+                if not text:
+                    continue
+                if reasoning != isinstance(item, ReasoningDelta):
+                    reasoning = not reasoning
+                    text = SWITCH + text
+                pieces.append(text)
+                length += len(text)
+                # Past what the last count allows: count now, so that a stream stops
+                # within a token of its budget however many tokens came at once.
+                if spending.crosses(length):
+                    broadcast.append("".join(pieces))
+                    pieces = []
+                    next_budget_check = time.monotonic() + budgets.CHECK_SECONDS
+                    await _charge_output(stream, broadcast, progress)
+            if pieces:
+                # What arrived together goes out together: one append, one wake-up.
+                broadcast.append(pieces[0] if len(pieces) == 1 else "".join(pieces))
+            if broadcast.length == before:
                 continue
             if progress.ttft_ms is None:
                 progress.ttft_ms = progress.elapsed_ms()
-            if reasoning != isinstance(item, ReasoningDelta):
-                reasoning = not reasoning
-                text = SWITCH + text
-            broadcast.append(text)
+                await _let_out()
             now = time.monotonic()
-            # Every token: past what the last count allows, count now.
-            if spending.crosses(broadcast.length) or now >= next_budget_check:
+            if now >= next_budget_check:
                 next_budget_check = now + budgets.CHECK_SECONDS
                 await _charge_output(stream, broadcast, progress)
             if now >= next_checkpoint:
@@ -241,6 +256,15 @@ async def _relay(
                 if saving is None or saving.done():
                     text = str(broadcast.text)
                     saving = background.spawn(outcome.checkpoint(stream.pk, text))
+
+
+async def _let_out() -> None:
+    """Let the first token reach the viewers' sockets before reading on, so it does
+    not wait behind the rest of an answer that arrived at once: woken viewers write on
+    the loop's next pass, and Twisted sends what they wrote on the pass after, once
+    the selector reports the socket writable."""
+    for _ in range(3):
+        await asyncio.sleep(0)
 
 
 async def _charge_output(
@@ -260,28 +284,3 @@ async def _charge_output(
         raise
     except Exception:
         logger.warning("stream %s: could not count tokens; will retry", stream.pk)
-
-
-# A lone surrogate: a str may hold one (JSON's "\ud800"), UTF-8 cannot.
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-class Normaliser:
-    """Turns `\\r\\n` and `\\r` into `\\n`, across delta boundaries too, and lone
-    surrogates (unencodable) and U+0000 (which PostgreSQL cannot store, and the
-    relay's `SWITCH`) into U+FFFD, so every offset counts what viewers get."""
-
-    def __init__(self) -> None:
-        self._pending_cr = False
-
-    def __call__(self, text: str) -> str:
-        if self._pending_cr and text.startswith("\n"):
-            text = text[1:]
-        self._pending_cr = text.endswith("\r")
-        if "\r" in text:
-            text = text.replace("\r\n", "\n").replace("\r", "\n")
-        if SWITCH in text:
-            text = text.replace(SWITCH, "\ufffd")
-        if not text.isascii():
-            text = _SURROGATE.sub("\ufffd", text)
-        return text

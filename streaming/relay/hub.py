@@ -3,8 +3,8 @@
 A generation opens its stream here and closes it with its ending; viewers follow any
 stream through `Hub.follow`, whichever process runs it. Viewers in the owning process
 read the stream's `Broadcast` directly; a stream another process runs is followed
-through `fanout`. Once a fan-out window the hub has new text logged (`framelog`) and
-published to watching processes; once a watch interval it stops streams nobody has
+through `fanout`. Once a fan-out window the hub wakes the viewers new text is waiting
+for (`feed.Broadcast`), has it logged (`framelog`) and published to watching processes; once a watch interval it stops streams nobody has
 watched for STREAM_ORPHAN_GRACE_SECONDS and tends the mirrors.
 """
 
@@ -23,15 +23,12 @@ from streaming.models import StreamLog
 from streaming.relay import background, dialects, framelog
 from streaming.relay.dialects import Dialect
 from streaming.relay.fanout import WATCH_INTERVAL, Fanout, owner_group
-from streaming.relay.feed import Broadcast, Ending, Feed, ending_of
-from streaming.relay.joined import Position, load_recorded
+from streaming.relay.feed import Broadcast, Ending, Feed
+from streaming.relay.finished import Ended, Replays
+from streaming.relay.joined import Position
 from streaming.relay.viewer import Audience, Flow, Viewer
 
 logger = logging.getLogger(__name__)
-
-# A stream that ended here stays readable this long, for viewers that raced its end
-# (their copy of its row still says `streaming`).
-ENDED_LINGER = 5.0
 
 
 class Draining(Refused):
@@ -55,8 +52,9 @@ class Hub:
 
     def __init__(self) -> None:
         self.owned: dict[int, Broadcast] = {}
-        self.ended = _Ended()
-        self.replays = _Replays()
+        self.due: set[Broadcast] = set()  # streams with text their viewers await
+        self.ended = Ended()
+        self.replays = Replays()
         self.audience = Audience()
         layer = get_channel_layer()
         self.fanout = Fanout(layer, self.owned)
@@ -68,7 +66,9 @@ class Hub:
 
     async def open(self, stream_id: int, cancel: Callable[[str], None]) -> Broadcast:
         """Register a stream this process starts running; `cancel(reason)` stops it."""
-        broadcast = self.owned[stream_id] = Broadcast(stream_id, cancel)
+        window = settings.STREAM_FANOUT_WINDOW_MS / 1000
+        broadcast = Broadcast(stream_id, cancel, due=self.due, window=window)
+        self.owned[stream_id] = broadcast
         self._start_ticker()
         if not self.local_only:
             try:
@@ -162,13 +162,14 @@ class Hub:
             self._ticker = background.spawn(self._tick())
 
     async def _tick(self) -> None:
-        """Once a window, log and publish new text; once a watch interval, stop
-        orphans and tend the mirrors. Ends when there is nothing left to tend."""
+        """Once a window, wake the viewers of streams with new text, log it and
+        publish it; once a watch interval, stop orphans and tend the mirrors. Ends when there is nothing left to tend."""
         window = settings.STREAM_FANOUT_WINDOW_MS / 1000
         next_chores = 0.0
         failing = False
         while self.owned or self.fanout.mirrors:
             await asyncio.sleep(window)
+            _wake(self.due)
             failing = await self._flush(failing=failing)
             if time.monotonic() >= next_chores:
                 next_chores = time.monotonic() + WATCH_INTERVAL
@@ -198,53 +199,11 @@ class Hub:
         return False
 
 
-class _Ended:
-    """Streams that ended here, readable for ENDED_LINGER seconds after their end."""
-
-    def __init__(self) -> None:
-        self._ended: dict[int, tuple[float, Broadcast]] = {}
-
-    def add(self, broadcast: Broadcast) -> None:
-        now = time.monotonic()
-        for stream_id, (ended_at, _) in list(self._ended.items()):
-            if now - ended_at < ENDED_LINGER:
-                break
-            del self._ended[stream_id]
-        self._ended[broadcast.stream_id] = (now, broadcast)
-
-    def get(self, stream_id: int) -> Broadcast | None:
-        entry = self._ended.get(stream_id)
-        return entry[1] if entry else None
-
-
-class _Replays:
-    """Finished streams replayed here: one copy of each, read from its row once, for
-    all its viewers here; gone with the last of them."""
-
-    def __init__(self) -> None:
-        self._feeds: weakref.WeakValueDictionary[int, Feed] = (
-            weakref.WeakValueDictionary()
-        )
-        # Each read under way: its feed, or None if it failed (a waiter reads then).
-        self._reading: dict[int, asyncio.Future[Feed | None]] = {}
-
-    async def get(self, stream: StreamLog) -> Feed:
-        """Viewers that come at once wait for one read (and copy), done by the first
-        with its own connection: a task would wait for one the waiters hold."""
-        while (reading := self._reading.get(stream.pk)) is not None:
-            if feed := await asyncio.shield(reading):
-                return feed
-        if feed := self._feeds.get(stream.pk):
-            return feed
-        reading = self._reading[stream.pk] = asyncio.get_running_loop().create_future()
-        feed = None
-        try:
-            feed = Feed(stream.pk, await load_recorded(stream), ending_of(stream))
-            self._feeds[stream.pk] = feed
-            return feed
-        finally:
-            del self._reading[stream.pk]
-            reading.set_result(feed)
+def _wake(due: set[Broadcast]) -> None:
+    """Wake the viewers of the streams that got text since their last wake-up."""
+    for broadcast in due:
+        broadcast.wake()
+    due.clear()
 
 
 async def _publish(fanout: Fanout, broadcasts: list[Broadcast]) -> Exception | None:

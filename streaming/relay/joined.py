@@ -8,6 +8,7 @@ keeps them apart (`split`, `join`). Offsets that clients see count in one of the
 texts (`Position`).
 """
 
+import re
 from dataclasses import dataclass
 
 from streaming.models import StreamLog
@@ -142,3 +143,28 @@ class Runs:
         if in_reasoning:
             return answer, reasoning + offset - start, True
         return answer + offset - start, reasoning, False
+
+
+# A lone surrogate: a str may hold one (JSON's "\ud800"), UTF-8 cannot.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class Normaliser:
+    """Turns `\\r\\n` and `\\r` into `\\n`, across delta boundaries too, and lone
+    surrogates (unencodable) and U+0000 (which PostgreSQL cannot store, and the
+    relay's `SWITCH`) into U+FFFD, so every offset counts what viewers get."""
+
+    def __init__(self) -> None:
+        self._pending_cr = False
+
+    def __call__(self, text: str) -> str:
+        if self._pending_cr and text.startswith("\n"):
+            text = text[1:]
+        self._pending_cr = text.endswith("\r")
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        if SWITCH in text:
+            text = text.replace(SWITCH, "\ufffd")
+        if not text.isascii():
+            text = _SURROGATE.sub("\ufffd", text)
+        return text

@@ -10,8 +10,7 @@ from hypothesis import strategies as st
 
 from streaming.relay import dialects
 from streaming.relay.feed import Ending, Feed
-from streaming.relay.generation import Normaliser
-from streaming.relay.joined import SWITCH, Position, join, split
+from streaming.relay.joined import SWITCH, Normaliser, Position, join, split
 from tests.properties.support import examples
 
 ANSWER, REASONING = "answer", "reasoning"

@@ -15,9 +15,8 @@ def _no_delay(settings):
 
 
 async def _answer(options: Options) -> tuple[str, Usage]:
-    items = [
-        i async for i in DemoProvider().stream(MESSAGES, model="demo", options=options)
-    ]
+    stream = DemoProvider().stream(MESSAGES, model="demo", options=options)
+    items = [item async for batch in stream for item in batch]
     text = "".join(i.text for i in items if isinstance(i, TextDelta))
     return text, items[-1]
 
