@@ -162,7 +162,9 @@ class Feed(Runs):
         waiter = loop.create_future()
         deadline = loop.time() + timeout
         self._waiters.append((deadline, waiter))
-        if self._timer is None:
+        if self._timer is None or deadline < self._timer.when():
+            if self._timer is not None:
+                self._timer.cancel()
             self._timer = loop.call_at(deadline, self._expire)
         return await waiter
 

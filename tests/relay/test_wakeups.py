@@ -86,3 +86,14 @@ async def test_a_wait_past_its_timeout_ends_false_and_the_next_ones_still_work()
     feed.append("Hello")
     assert await long is True
     assert await feed.wait(0.01) is False  # a new wait gets its own deadline
+
+
+async def test_a_shorter_wait_after_a_longer_one_still_ends_on_time():
+    feed = Feed(1)
+    long = await _waiting(feed, timeout=60.0)
+
+    async with asyncio.timeout(10):  # not held to the longer wait's 60 s timer
+        assert await feed.wait(0.01) is False
+
+    assert not long.done()
+    long.cancel()
