@@ -75,6 +75,11 @@ def short(frame: str) -> str:
     return f"{name} ({path})"
 
 
+def pct(result: dict, name: str) -> str:
+    values = result.get(name) or {}
+    return f"{values.get('p50', 0):.0f}/{values.get('p99', 0):.0f}"
+
+
 def tokens_sent(fake_port: int) -> int:
     with urllib.request.urlopen(f"http://127.0.0.1:{fake_port}/stats") as response:
         return json.load(response)["tokens_sent"]
@@ -173,7 +178,8 @@ def main() -> None:
         print(f"command: `{shlex.join(['bench/profile_cpu.py', *sys.argv[1:]])}`\n")
         print(
             f"{args.streams} streams at {1000 / args.delay_ms:.0f} tokens/s, "
-            f"{result.get('streams_ok')} completed, gap p99 "
+            f"{result.get('streams_ok')} completed, TTFT p50/p99 "
+            f"{pct(result, 'ttft_ms')} ms, gap p99 "
             f"{(result.get('gap_ms') or {}).get('p99')} ms; relay CPU {cpu:.2f} s "
             f"in {load_elapsed:.1f} s ({cpu / load_elapsed:.0%} of a core) for "
             f"{tokens} tokens: {cpu / tokens * 1e6:.0f} µs per token; "

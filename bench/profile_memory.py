@@ -85,15 +85,17 @@ async def hold(port: int, path: str, token: str, started: list[int]) -> None:
     writer.close()
 
 
-async def open_streams(port: int, token: str, count: int, settle: float):
-    prompt = "hold [fake?tokens=12&delay_ms=1000]"
+async def open_streams(
+    port: int, token: str, count: int, settle: float, tokens: int = 600
+):
+    prompt = f"hold [fake?tokens={tokens}&delay_ms=1000]"  # open until the snapshot
     path = "/chat/stream?" + urllib.parse.urlencode({"prompt": prompt})
     started = [0]
     tasks = []
     for _ in range(count):
         tasks.append(asyncio.create_task(hold(port, path, token, started)))
         await asyncio.sleep(0.002)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 180  # tracemalloc slows every start
     while started[0] < count and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     await asyncio.sleep(settle)
@@ -152,7 +154,7 @@ def main() -> None:
 
         async def run() -> None:
             # Warm up: the first stream loads the SDK, templates, the pools.
-            warm, _ = await open_streams(port, token, 5, 0)
+            warm, _ = await open_streams(port, token, 5, 0, tokens=2)
             await asyncio.gather(*warm)
             rss_before = rss_kb(relay.pid)
             before = snapshot(relay, directory, 1)
