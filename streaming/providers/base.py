@@ -5,8 +5,9 @@ A provider's `stream(messages, *, model, options)` is an async iterator of lists
 `TextDelta`, `ReasoningDelta` (what a model that thinks sends apart from its answer)
 and at most one `Usage`, a list for what arrived together (one read of the upstream:
 a burst of tokens costs one wake-up, not one each), ending normally only when the
-provider sent its terminator. Failures are raised as one of the `ProviderError` subclasses below, whose
-`message` is written for the user: no SDK text, URL or key ever reaches it.
+provider sent its terminator. Failures are raised as one of the `ProviderError`
+subclasses below, whose `message` is written for the user: no SDK text, URL or key
+ever reaches it.
 Closing the iterator (or cancelling the task that runs it) closes the upstream
 HTTP connection.
 """

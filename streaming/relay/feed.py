@@ -150,7 +150,7 @@ class Feed(Runs):
     def append(self, text: str) -> None:
         self.count(text, self.text.length)
         self.text.append(text)
-        self.wake()
+        self._on_text()
 
     def end(self, ending: Ending) -> None:
         self.ending = ending
@@ -175,6 +175,9 @@ class Feed(Runs):
         self.viewers -= 1
         if not self.viewers:
             self.idle_since = time.monotonic()
+
+    def _on_text(self) -> None:
+        self.wake()
 
     def wake(self) -> None:
         """Wake every waiting viewer: there is more to read."""
@@ -232,9 +235,7 @@ class Broadcast(Feed):
     def is_watched(self) -> bool:
         return self.watched_until > time.monotonic()
 
-    def append(self, text: str) -> None:
-        self.count(text, self.text.length)
-        self.text.append(text)
+    def _on_text(self) -> None:
         if self._due is None or time.monotonic() - self._woken_at >= self._window:
             self.wake()
         else:
@@ -243,3 +244,11 @@ class Broadcast(Feed):
     def wake(self) -> None:
         self._woken_at = time.monotonic()
         super().wake()
+
+
+def wake_due(due: set[Broadcast]) -> None:
+    """Wake the viewers of the streams in `due` (text came since their last wake-up),
+    as the hub does once a window, and empty it."""
+    for broadcast in due:
+        broadcast.wake()
+    due.clear()

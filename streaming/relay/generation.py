@@ -28,6 +28,7 @@ from streaming.errors import StreamError
 from streaming.models import StreamLog
 from streaming.providers.base import (
     DEFAULT_OPTIONS,
+    Item,
     Message,
     Options,
     Provider,
@@ -205,44 +206,23 @@ async def _relay(
     spending = progress.spending
     next_budget_check = now + budgets.CHECK_SECONDS if spending.applies else math.inf
     saving: asyncio.Task[None] | None = None  # the checkpoint being written
-    # Each text its own normaliser: a CR that ends a piece of one is not followed by
-    # the LF that starts a piece of the other.
-    normalise, normalise_reasoning = Normaliser(), Normaliser()
-    reasoning = broadcast.in_reasoning
+    incoming = _Incoming(in_reasoning=broadcast.in_reasoning)
     batches = provider.stream(messages, model=stream.model, options=options)
     # Closing it closes the upstream connection even when a cancel lands while this
     # task awaits something else (a budget check), with the stream paused at a yield.
     async with aclosing(batches):
         async for items in batches:
-            before = length = broadcast.length
-            pieces: list[str] = []
-            for item in items:
-                if isinstance(item, Usage):
-                    progress.usage = item
-                    continue
-                if isinstance(item, ReasoningDelta):
-                    text = normalise_reasoning(item.text)
-                else:
-                    text = normalise(item.text)
-                if not text:
-                    continue
-                if reasoning != isinstance(item, ReasoningDelta):
-                    reasoning = not reasoning
-                    text = SWITCH + text
-                pieces.append(text)
-                length += len(text)
-                # Past what the last count allows: count now, so that a stream stops
-                # within a token of its budget however many tokens came at once.
-                if spending.crosses(length):
-                    broadcast.append("".join(pieces))
-                    pieces = []
-                    next_budget_check = time.monotonic() + budgets.CHECK_SECONDS
-                    await _charge_output(stream, broadcast, progress)
-            if pieces:
+            if not (pieces := incoming.pieces(items, progress)):
+                continue
+            if not spending.crosses(broadcast.length + sum(map(len, pieces))):
                 # What arrived together goes out together: one append, one wake-up.
                 broadcast.append(pieces[0] if len(pieces) == 1 else "".join(pieces))
-            if broadcast.length == before:
-                continue
+            else:  # count as it crosses: a stream stops within a token of its budget
+                for piece in pieces:
+                    broadcast.append(piece)
+                    if spending.crosses(broadcast.length):
+                        next_budget_check = time.monotonic() + budgets.CHECK_SECONDS
+                        await _charge_output(stream, broadcast, progress)
             if progress.ttft_ms is None:
                 progress.ttft_ms = progress.elapsed_ms()
                 await _let_out()
@@ -256,6 +236,33 @@ async def _relay(
                 if saving is None or saving.done():
                     text = str(broadcast.text)
                     saving = background.spawn(outcome.checkpoint(stream.pk, text))
+
+
+class _Incoming:
+    """A provider's items as pieces of the joined text: the answer and the reasoning
+    each normalised on its own (a CR that ends a piece of one is not followed by the
+    LF that starts a piece of the other), a SWITCH before each change between them."""
+
+    def __init__(self, *, in_reasoning: bool) -> None:
+        self._answer, self._reasoning = Normaliser(), Normaliser()
+        self._in_reasoning = in_reasoning
+
+    def pieces(self, items: list[Item], progress: Progress) -> list[str]:
+        """The non-empty pieces of `items`; a `Usage` goes to `progress`."""
+        pieces = []
+        for item in items:
+            if isinstance(item, Usage):
+                progress.usage = item
+                continue
+            reasoning = isinstance(item, ReasoningDelta)
+            text = (self._reasoning if reasoning else self._answer)(item.text)
+            if not text:
+                continue
+            if reasoning != self._in_reasoning:
+                self._in_reasoning = reasoning
+                text = SWITCH + text
+            pieces.append(text)
+        return pieces
 
 
 async def _let_out() -> None:

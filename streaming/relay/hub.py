@@ -4,8 +4,9 @@ A generation opens its stream here and closes it with its ending; viewers follow
 stream through `Hub.follow`, whichever process runs it. Viewers in the owning process
 read the stream's `Broadcast` directly; a stream another process runs is followed
 through `fanout`. Once a fan-out window the hub wakes the viewers new text is waiting
-for (`feed.Broadcast`), has it logged (`framelog`) and published to watching processes; once a watch interval it stops streams nobody has
-watched for STREAM_ORPHAN_GRACE_SECONDS and tends the mirrors.
+for (`feed.Broadcast`), has it logged (`framelog`) and published to watching
+processes; once a watch interval it stops streams nobody has watched for
+STREAM_ORPHAN_GRACE_SECONDS and tends the mirrors.
 """
 
 import asyncio
@@ -23,7 +24,7 @@ from streaming.models import StreamLog
 from streaming.relay import background, dialects, framelog
 from streaming.relay.dialects import Dialect
 from streaming.relay.fanout import WATCH_INTERVAL, Fanout, owner_group
-from streaming.relay.feed import Broadcast, Ending, Feed
+from streaming.relay.feed import Broadcast, Ending, Feed, wake_due
 from streaming.relay.finished import Ended, Replays
 from streaming.relay.joined import Position
 from streaming.relay.viewer import Audience, Flow, Viewer
@@ -162,14 +163,14 @@ class Hub:
             self._ticker = background.spawn(self._tick())
 
     async def _tick(self) -> None:
-        """Once a window, wake the viewers of streams with new text, log it and
-        publish it; once a watch interval, stop orphans and tend the mirrors. Ends when there is nothing left to tend."""
+        """Once a window, wake viewers of new text, log it and publish it; once a
+        watch interval, stop orphans and tend the mirrors, while there are any."""
         window = settings.STREAM_FANOUT_WINDOW_MS / 1000
         next_chores = 0.0
         failing = False
         while self.owned or self.fanout.mirrors:
             await asyncio.sleep(window)
-            _wake(self.due)
+            wake_due(self.due)
             failing = await self._flush(failing=failing)
             if time.monotonic() >= next_chores:
                 next_chores = time.monotonic() + WATCH_INTERVAL
@@ -197,13 +198,6 @@ class Hub:
         if failing:
             logger.warning("stream fan-out works again")
         return False
-
-
-def _wake(due: set[Broadcast]) -> None:
-    """Wake the viewers of the streams that got text since their last wake-up."""
-    for broadcast in due:
-        broadcast.wake()
-    due.clear()
 
 
 async def _publish(fanout: Fanout, broadcasts: list[Broadcast]) -> Exception | None:

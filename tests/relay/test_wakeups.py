@@ -3,7 +3,7 @@ pause), at most once a window while tokens flow, each viewer on its own."""
 
 import asyncio
 
-from streaming.relay.feed import Broadcast, Feed
+from streaming.relay.feed import Broadcast, Feed, wake_due
 
 
 def _broadcast(window: float = 60.0) -> tuple[Broadcast, set[Broadcast]]:
@@ -37,8 +37,7 @@ async def test_text_within_a_window_of_the_last_wake_waits_for_the_tick():
 
     assert not viewer.done()
     assert due == {broadcast}
-    for each in due:  # what the hub's tick does
-        each.wake()
+    wake_due(due)  # what the hub's tick does
     assert await viewer is True
     assert broadcast.since(0) == "Hello world"
 
