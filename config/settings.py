@@ -131,6 +131,9 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int(
     "CONN_MAX_AGE", default=0 if _POSTGRES else 600
 )
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Request threads for Django's synchronous work (ORM queries), shared once all are
+# lent (streaming/server/asgi.py). PostgreSQL connections come from the pool below.
+REQUEST_THREADS = env.int("REQUEST_THREADS", default=8)
 if _POSTGRES:
     # A bounded pool: a burst of requests waits for a connection instead of opening
     # hundreds, and open streams hold none (the views hand theirs back first).

@@ -4,12 +4,16 @@ Django runs a request's synchronous work (ORM queries, signal receivers) on one 
 of its own: asgiref's `ThreadSensitiveContext` starts a thread for the request and
 ends it with the response. Starting a thread costs more CPU than the rest of a
 stream's start, and a stream's response lasts minutes, so a thousand open streams
-held a thousand idle threads. Here a request borrows an idle thread for its
-synchronous work (still one thread at a time, as Django requires), and a streaming
-response hands its database connection and its thread back before it starts
-(`send_response`); a later call in the same request borrows one again. A thread keeps
-its database connection between requests only as CONN_MAX_AGE allows (Django checks
-at every request start and end).
+held a thousand idle threads. Here a request borrows a thread from a pool of at most
+REQUEST_THREADS for its synchronous work (still one thread for the whole request, as
+Django requires), and a streaming response hands its database connection and its
+thread back before it starts (`send_response`); a later call in the same request
+borrows one again. When every thread is lent, a request shares the one the fewest
+requests hold, its calls queued behind theirs (Django's own default is one thread
+for every request): a burst of a thousand starts or viewers no longer starts a
+thousand threads, each with its stack and its malloc arena, which stayed in RSS
+after the threads ended. A thread keeps its database connection between requests
+only as CONN_MAX_AGE allows (Django checks at every request start and end).
 
 The handler also starts the process's own background work (`startup`, the stream
 leases' keeper) on its first request: daphne sends no ASGI lifespan events.
@@ -23,14 +27,13 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
-from django.db import connection, connections
+from django.db import connection
 from django.http import HttpResponseBase
 
-# Idle threads kept for the next requests; more than this many idle are ended.
-MAX_IDLE_THREADS = 16
-
-_idle: list[ThreadPoolExecutor] = []
+_idle: list[ThreadPoolExecutor] = []  # no request holds them; the last returned last
+_lent: dict[ThreadPoolExecutor, int] = {}  # the others: how many requests hold each
 _lock = threading.Lock()
 _lease: contextvars.ContextVar["_Lease"] = contextvars.ContextVar("thread_lease")
 
@@ -38,18 +41,21 @@ _lease: contextvars.ContextVar["_Lease"] = contextvars.ContextVar("thread_lease"
 def _borrow() -> ThreadPoolExecutor:
     with _lock:
         if _idle:
-            return _idle.pop()
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
+            thread = _idle.pop()  # the most recently used: its caches are warm
+        elif len(_lent) < settings.REQUEST_THREADS:
+            thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
+        else:
+            thread = min(_lent, key=_lent.__getitem__)
+        _lent[thread] = _lent.get(thread, 0) + 1
+        return thread
 
 
 def _give_back(thread: ThreadPoolExecutor) -> None:
     with _lock:
-        if len(_idle) < MAX_IDLE_THREADS:
+        _lent[thread] -= 1
+        if not _lent[thread]:
+            del _lent[thread]
             _idle.append(thread)
-            return
-    # Close its connections on the thread that owns them, then let it end.
-    thread.submit(connections.close_all)
-    thread.shutdown(wait=False)
 
 
 class _Lease(Executor):

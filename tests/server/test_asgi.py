@@ -2,6 +2,7 @@
 
 import asyncio
 import threading
+from collections import Counter
 
 from django.conf import settings
 from django.core.signals import request_finished, request_started
@@ -78,6 +79,26 @@ def test_a_handed_back_thread_serves_the_next_request():
     assert lease.submit(threading.current_thread).result() is not first
     lease.hand_back()
     other.hand_back()
+
+
+def test_past_request_threads_requests_share_the_least_busy_ones(monkeypatch, settings):
+    """A burst of a thousand requests must not start a thousand threads."""
+    settings.REQUEST_THREADS = 2
+    monkeypatch.setattr(asgi, "_idle", [])
+    monkeypatch.setattr(asgi, "_lent", {})
+    leases = [asgi._Lease() for _ in range(5)]
+    threads = [lease.submit(threading.current_thread).result() for lease in leases]
+    # Each request keeps its one thread for every call.
+    again = [lease.submit(threading.current_thread).result() for lease in leases]
+    for lease in leases:
+        lease.hand_back()
+    idle = list(asgi._idle)
+    for executor in idle:
+        executor.shutdown()
+
+    assert again == threads
+    assert sorted(Counter(threads).values()) == [2, 3]
+    assert len(idle) == 2 and asgi._lent == {}
 
 
 async def test_middleware_hooks_run_on_the_event_loop(rf):
