@@ -13,7 +13,8 @@ requests hold, its calls queued behind theirs (Django's own default is one threa
 for every request): a burst of a thousand starts or viewers no longer starts a
 thousand threads, each with its stack and its malloc arena, which stayed in RSS
 after the threads ended. A thread keeps its database connection between requests
-only as CONN_MAX_AGE allows (Django checks at every request start and end).
+only as CONN_MAX_AGE allows (checked when a request first borrows it, and at its
+end).
 
 The handler also starts the process's own background work (`startup`, the stream
 leases' keeper) on its first request: daphne sends no ASGI lifespan events.
@@ -26,8 +27,10 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
-from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from asgiref.sync import ThreadSensitiveContext
+from django import db
 from django.conf import settings
+from django.core import signals
 from django.core.handlers.asgi import ASGIHandler
 from django.db import connection
 from django.http import HttpResponseBase
@@ -68,6 +71,9 @@ class _Lease(Executor):
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:
         if self._thread is None:
             self._thread = _borrow()
+            # What Django's request_started does to a request's thread, done where
+            # the request first needs it (see `get_asgi_application`).
+            self._thread.submit(_check_connections)
         return self._thread.submit(fn, *args, **kwargs)
 
     def hand_back(self) -> None:
@@ -77,12 +83,25 @@ class _Lease(Executor):
             _give_back(self._thread)
             self._thread = None
 
+    def let_go(self) -> None:
+        """For a response that lasts: release the thread's database connection (as
+        CONN_MAX_AGE allows), then hand the thread back. Queued, not awaited: the
+        thread runs it before any other request's call."""
+        if self._thread is not None:
+            self._thread.submit(_release_connection)
+            self.hand_back()
+
     def shutdown(self, wait: bool = True, **kwargs: Any) -> None:
         self.hand_back()
 
 
+def _check_connections() -> None:
+    # On the request's thread: the connections are that thread's own.
+    db.reset_queries()
+    db.close_old_connections()
+
+
 def _release_connection() -> None:
-    # On the request's thread: `connection` is that thread's own.
     connection.close_if_unusable_or_obsolete()
 
 
@@ -111,10 +130,9 @@ class PooledThreadsASGIHandler(ASGIHandler):
             # A stream lasts minutes: it must not pin a database connection (the pool
             # serves every stream) or a thread. A connection CONN_MAX_AGE keeps stays
             # with the thread for its next request; any other is closed.
-            await sync_to_async(_release_connection)()
             lease = _lease.get(None)
             if lease is not None:
-                lease.hand_back()
+                lease.let_go()
         await super().send_response(response, send)
 
 
@@ -126,6 +144,11 @@ def get_asgi_application() -> PooledThreadsASGIHandler:
     from streaming.relay import leases  # needs the app registry
 
     handler = PooledThreadsASGIHandler(startup=leases.start)
+    # Django checks the connections of a request's thread when the request starts, a
+    # trip to a thread before any view runs, also for requests that never touch the
+    # database. A lease does it instead, on its thread before the request's first call.
+    signals.request_started.disconnect(db.reset_queries)
+    signals.request_started.disconnect(db.close_old_connections)
     # Everything loaded so far (Django, the SDKs and their models) lives as long as the
     # process: keep it out of the garbage collector's full passes, which otherwise
     # stall the event loop (and every stream on it) for 100 ms and more.

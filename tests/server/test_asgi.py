@@ -4,9 +4,12 @@ import asyncio
 import threading
 from collections import Counter
 
+import pytest
+from django import db
 from django.conf import settings
 from django.core.signals import request_finished, request_started
 from django.http import HttpResponse
+from django.urls import path
 from django.utils.deprecation import MiddlewareMixin
 from django.utils.module_loading import import_string
 
@@ -14,8 +17,8 @@ from streaming.server import asgi
 from streaming.server.middleware import _OnTheLoop
 
 
-async def _get(application, path: str) -> int:
-    """One GET through the ASGI application; its status."""
+async def _get(application, path: str, *, body: bool = False):
+    """One GET through the ASGI application; its status (and body, with `body`)."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -45,7 +48,12 @@ async def _get(application, path: str) -> int:
         sent.append(message)
 
     await application(scope, receive, send)
-    return next(m["status"] for m in sent if m["type"] == "http.response.start")
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    if not body:
+        return status
+    return status, b"".join(
+        m.get("body", b"") for m in sent if m["type"] == "http.response.body"
+    )
 
 
 async def test_requests_reuse_their_threads():
@@ -79,6 +87,42 @@ def test_a_handed_back_thread_serves_the_next_request():
     assert lease.submit(threading.current_thread).result() is not first
     lease.hand_back()
     other.hand_back()
+
+
+def test_a_lease_checks_its_threads_connections_before_its_first_call(monkeypatch):
+    """What Django's request_started did, on the thread the request borrows."""
+    calls: list[str] = []
+    monkeypatch.setattr(asgi, "_check_connections", lambda: calls.append("check"))
+    lease = asgi._Lease()
+    lease.submit(calls.append, "first").result()
+    lease.submit(calls.append, "second").result()
+    lease.hand_back()
+    lease.submit(calls.append, "later").result()
+    lease.hand_back()
+
+    assert calls == ["check", "first", "second", "check", "later"]
+
+
+async def _probe(request):
+    lease = asgi._lease.get()
+    return HttpResponse("thread" if lease._thread else "none")
+
+
+urlpatterns = [path("probe/", _probe)]
+
+
+@pytest.mark.urls(__name__)
+async def test_a_view_runs_before_any_trip_to_a_thread():
+    """Django's request_started receivers would send every request through its
+    thread before the view, also one that never touches the database."""
+    application = asgi.get_asgi_application()
+    try:
+        status, body = await _get(application, "/probe/", body=True)
+    finally:
+        request_started.connect(db.reset_queries)
+        request_started.connect(db.close_old_connections)
+
+    assert (status, body) == (200, b"none")
 
 
 def test_past_request_threads_requests_share_the_least_busy_ones(monkeypatch, settings):
@@ -142,7 +186,7 @@ async def test_a_hook_that_needs_a_thread_gets_one(rf):
 def test_every_middleware_is_async_or_runs_its_hooks_on_the_loop():
     """A stock MiddlewareMixin in the list would send every request through a thread
     twice more."""
-    for path in settings.MIDDLEWARE:
-        middleware = import_string(path)
+    for dotted in settings.MIDDLEWARE:
+        middleware = import_string(dotted)
         if isinstance(middleware, type) and issubclass(middleware, MiddlewareMixin):
-            assert issubclass(middleware, _OnTheLoop), path
+            assert issubclass(middleware, _OnTheLoop), dotted
