@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from streaming.providers.base import BadUpstream, Incomplete, Item, ProviderError
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
+_DECODER = json.JSONDecoder()
 # How long the end of a body may take to arrive after the provider's terminator.
 _FINISH_SECONDS = 0.05
 
@@ -109,9 +110,16 @@ class Events:
 def json_object(data: str) -> dict[str, Any]:
     """The JSON object in one event's data; `BadUpstream` for anything else."""
     try:
-        payload = json.loads(data)
+        # json.loads, less its pattern match for trailing whitespace, which cost
+        # about half as much as the parse itself: data ends where its object does.
+        payload, end = _DECODER.raw_decode(data)
+        if end != len(data) and data[end:].strip(" \t\n\r"):  # JSON's whitespace
+            raise ValueError(data)
     except ValueError:
-        raise BadUpstream() from None
+        try:
+            payload = json.loads(data)  # leading whitespace, or not JSON at all
+        except ValueError:
+            raise BadUpstream() from None
     if not isinstance(payload, dict):
         raise BadUpstream()
     return payload

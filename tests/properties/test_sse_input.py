@@ -1,13 +1,15 @@
-"""Properties of reading a provider's SSE body (`providers.wire.Events`): whatever
-the line endings, and wherever the body is cut into reads, the events are those the
-SSE spec's parser finds in the whole body."""
+"""Reading a provider's SSE body (`providers.wire`): whatever the line endings, and
+wherever the body is cut into reads, the events are those the SSE spec's parser finds
+in the whole body; each event's data is one JSON object or a bad upstream."""
 
 import re
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streaming.providers.wire import Events
+from streaming.providers.base import BadUpstream
+from streaming.providers.wire import Events, json_object
 from tests.properties.support import examples
 
 # Text that may hold U+2028, U+0085 and the like (no line ends for SSE), but no CR/LF.
@@ -70,3 +72,16 @@ def test_a_crlf_cut_between_its_cr_and_its_lf_is_one_line_end():
 
     assert parser.feed("data: a\r") == []
     assert parser.feed("\n\r\n") == [("", "a")]
+
+
+@pytest.mark.parametrize("data", ['{"a": 1}', '{"a": 1}\r\n \t', ' {"a": 1}'])
+def test_an_object_with_json_whitespace_around_it_is_read(data):
+    assert json_object(data) == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    "data", ['{"a": 1} x', '{"a": 1}{}', '{"a": 1}\u00a0', "[1]", "NaN", "", "{"]
+)
+def test_anything_but_one_json_object_is_a_bad_upstream(data):
+    with pytest.raises(BadUpstream):
+        json_object(data)
