@@ -1,13 +1,56 @@
 """daphne's server, as `manage.py serve` runs it: it remembers its listening ports
-(to stop listening when it drains), leaves request bodies to Django, and tells each
-HTTP request's viewer when its connection is full (`flow`).
+(to stop listening when it drains), leaves request bodies to Django, tells each HTTP
+request's viewer when its connection is full (`flow`), and sends what a connection is
+given at once when nothing waits to be sent before it.
 
 Importing this module installs Twisted's asyncio reactor (daphne.server does).
 """
 
+from collections.abc import Iterable
+
 from daphne.server import Server
+from twisted.internet import tcp
 
 from streaming.server import flow
+
+
+class _Connection(tcp.Server):
+    """A TCP connection that sends at once what nothing waits before.
+
+    Twisted buffers every write, asks the selector to report the socket writable
+    (an `epoll_ctl`), sends on the loop's next pass and then stops asking (another):
+    at 200 paced streams, registering for writes alone took 13 % of the relay's CPU.
+    With nothing buffered, the socket takes a frame at once; what it does not take
+    (its send buffer is full) is buffered as before, and so is everything after it,
+    so the producer is still paused when the buffer fills, and errors still take
+    Twisted's own path.
+    """
+
+    def write(self, data: bytes) -> None:
+        super().write(self._send_now(data))
+
+    def writeSequence(self, iovec: Iterable[bytes]) -> None:  # noqa: N802
+        if self._nothing_waits():
+            self.write(b"".join(iovec))
+        else:
+            super().writeSequence(iovec)
+
+    def _nothing_waits(self) -> bool:
+        return (
+            self.connected
+            and not (self.TLS or self.disconnecting or self._writeDisconnected)
+            and not self._tempDataBuffer
+            and self.offset == len(self.dataBuffer)
+        )
+
+    def _send_now(self, data: bytes) -> bytes:
+        """What is left of `data` to buffer once the socket took what it would."""
+        if not data or not self._nothing_waits():
+            return data
+        sent = self.writeSomeData(data)
+        if isinstance(sent, Exception) or sent < 0:
+            return data  # a lost connection: Twisted's write path reports it
+        return data[sent:]
 
 
 class Listener(Server):
@@ -16,6 +59,9 @@ class Listener(Server):
         self.ports: list = []
 
     def listen_success(self, port) -> None:
+        # Called as soon as the port listens, before it accepts a connection.
+        if isinstance(port, tcp.Port):
+            port.transport = _Connection
         self.ports.append(port)
         super().listen_success(port)
 
