@@ -1,7 +1,8 @@
-"""A connection's writes (`server.listener`): sent at once when nothing waits to be
-sent, buffered behind whatever does, and the producer paused when the buffer fills,
-as Twisted would."""
+"""A connection's writes (`server.listener`): those of one pass of the loop sent
+together at its end, straight to the socket when nothing waits, buffered behind
+whatever does, and the producer paused when the buffer fills, as Twisted would."""
 
+import asyncio
 import socket
 
 import pytest
@@ -71,6 +72,27 @@ def test_a_frame_to_an_idle_connection_is_on_the_socket_at_once(pair):
 
     assert _received(theirs) == b"5\r\nhello\r\n0\r\n\r\n"
     assert reactor.writing == set()
+
+
+async def test_the_writes_of_one_pass_go_out_together_at_its_end(pair):
+    connection, theirs, reactor = pair
+
+    connection.writeSequence([b"5\r\n", b"hello", b"\r\n"])
+    connection.write(b"0\r\n\r\n")
+    assert _received(theirs) == b""
+    await asyncio.sleep(0)
+
+    assert _received(theirs) == b"5\r\nhello\r\n0\r\n\r\n"
+    assert reactor.writing == set()
+
+
+async def test_what_was_written_goes_out_before_the_connection_closes(pair):
+    connection, theirs, reactor = pair
+
+    connection.write(b"the end")
+    connection.loseConnection()
+
+    assert _received(theirs) == b"the end"
 
 
 def test_what_the_socket_does_not_take_waits_and_what_follows_goes_after_it(pair):
