@@ -86,7 +86,7 @@ class _Lease(Executor):
     def let_go(self) -> None:
         """For a response that lasts: release the thread's database connection (as
         CONN_MAX_AGE allows), then hand the thread back. Queued, not awaited: the
-        thread runs it before any other request's call."""
+        thread runs it before any call queued after it."""
         if self._thread is not None:
             self._thread.submit(_release_connection)
             self.hand_back()

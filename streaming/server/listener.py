@@ -1,7 +1,7 @@
 """daphne's server, as `manage.py serve` runs it: it remembers its listening ports
 (to stop listening when it drains), leaves request bodies to Django, tells each HTTP
 request's viewer when its connection is full (`flow`), and sends what a connection is
-given at once when nothing waits to be sent before it.
+given during a pass of the loop in one piece at its end (`_Connection`).
 
 Importing this module installs Twisted's asyncio reactor (daphne.server does).
 """
