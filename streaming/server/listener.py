@@ -52,11 +52,7 @@ class _Connection(tcp.Server):
             super().writeSequence(parts)
             return
         if self._held is None:
-            try:
-                asyncio.get_running_loop().call_soon(self._send_held)
-            except RuntimeError:  # no loop runs (a test): send now
-                super().write(self._send_now(b"".join(parts)))
-                return
+            asyncio.get_running_loop().call_soon(self._send_held)
             self._held, self._held_bytes = [], 0
         self._held += parts
         self._held_bytes += sum(map(len, parts))

@@ -64,16 +64,6 @@ def _received(theirs: socket.socket) -> bytes:
         data += chunk
 
 
-def test_a_frame_to_an_idle_connection_is_on_the_socket_at_once(pair):
-    connection, theirs, reactor = pair
-
-    connection.writeSequence([b"5\r\n", b"hello", b"\r\n"])
-    connection.write(b"0\r\n\r\n")
-
-    assert _received(theirs) == b"5\r\nhello\r\n0\r\n\r\n"
-    assert reactor.writing == set()
-
-
 async def test_the_writes_of_one_pass_go_out_together_at_its_end(pair):
     connection, theirs, reactor = pair
 
@@ -95,7 +85,9 @@ async def test_what_was_written_goes_out_before_the_connection_closes(pair):
     assert _received(theirs) == b"the end"
 
 
-def test_what_the_socket_does_not_take_waits_and_what_follows_goes_after_it(pair):
+async def test_what_the_socket_does_not_take_waits_and_what_follows_goes_after_it(
+    pair,
+):
     connection, theirs, reactor = pair
     answer = bytes(range(256)) * 40_000  # more than both socket buffers hold
 
@@ -110,13 +102,13 @@ def test_what_the_socket_does_not_take_waits_and_what_follows_goes_after_it(pair
     assert received == answer + b"and then"
 
 
-def test_a_full_buffer_still_pauses_the_producer(pair):
+async def test_a_full_buffer_pauses_the_producer_within_the_pass(pair):
     connection, theirs, reactor = pair
     producer = _Producer()
     connection.bufferSize = 16 * 1024
     connection.registerProducer(producer, True)
 
-    connection.write(b"x" * 4_000_000)
+    connection.write(b"x" * 4_000_000)  # a writer that never waits for the next pass
 
     assert producer.paused
     while connection in reactor.writing:
